@@ -23,7 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Reflection serves this set; tonic-prost-build ignores file_descriptor_set_path here.
     fs::write(out.join("numbering_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
-        .extern_path(".google.rpc", "crate::google::rpc")
+        .extern_path(".google.rpc", "::tonic_types::pb")
+        // Ordered maps make encoded requests deterministic, so a retry can be recognised.
+        .btree_map(".")
         .build_client(true)
         .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
         .compile_fds(fds)?;

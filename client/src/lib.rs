@@ -1,12 +1,6 @@
 //! The numbering service's generated gRPC client, with small conveniences: connect with a bearer
 //! token, and a fresh `request_id` for every mutation.
 
-pub mod google {
-    pub mod rpc {
-        tonic::include_proto!("google.rpc");
-    }
-}
-
 pub mod v1 {
     tonic::include_proto!("numbering.v1");
 }

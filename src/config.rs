@@ -1,0 +1,83 @@
+//! Command line and environment: every flag has a `NUMBERING_*` variable (or `DATABASE_URL`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "numbering",
+    version,
+    about = "The inventory of telephone numbers for nested accounts, over gRPC."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, env = "NUMBERING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the gRPC server (migrating the database first).
+    Serve(ServeArgs),
+    /// Applies the database migrations and exits.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection string. Without it, a private cluster runs under --data-dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where the private cluster lives [default: $XDG_DATA_HOME/numbering or ~/.local/share/numbering].
+    #[arg(long, env = "NUMBERING_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most database connections in the pool.
+    #[arg(long, env = "NUMBERING_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address of the gRPC listener.
+    #[arg(long, env = "NUMBERING_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// HS256 secret that signs callers' tokens (at least 32 bytes).
+    #[arg(long, env = "NUMBERING_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+    /// PEM public key (RSA for RS256, EC P-256 for ES256) that verifies callers' tokens.
+    #[arg(long, env = "NUMBERING_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` claim.
+    #[arg(long, env = "NUMBERING_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "NUMBERING_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Key that signs page tokens; set the same on every replica [default: random per process].
+    #[arg(long, env = "NUMBERING_PAGE_TOKEN_SECRET", hide_env_values = true)]
+    pub page_token_secret: Option<String>,
+    /// How often the database is checked for the health service.
+    #[arg(long, env = "NUMBERING_HEALTH_INTERVAL", value_parser = humantime_secs, default_value = "2")]
+    pub health_interval: Duration,
+}
+
+fn humantime_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && *v < 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "seconds, between 0 and 3600".to_string())
+}

@@ -1,0 +1,73 @@
+//! The gRPC adapters: proto in, domain call, proto out. Each service lives in its own module.
+
+pub mod allocation;
+pub mod number_pool;
+pub mod tenancy;
+
+use std::time::SystemTime;
+
+use tonic::Request;
+use uuid::Uuid;
+
+use crate::domain::principal::{Principal, Role};
+use crate::error::{Error, Result};
+use crate::paging::PageTokens;
+use crate::store::{Db, GenericClient, Mutation, accounts};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub page_tokens: PageTokens,
+}
+
+/// The caller the auth interceptor put on the request.
+pub fn principal<T>(request: &Request<T>) -> Result<Principal> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthenticated("no principal on the request".into()))
+}
+
+/// A mutation's idempotency key from its request.
+pub fn mutation<'a, M: prost::Message>(
+    principal: &'a Principal,
+    method: &'static str,
+    request_id: &'a str,
+    validate_only: bool,
+    request: &M,
+) -> Mutation<'a> {
+    Mutation {
+        actor: &principal.subject,
+        method,
+        request_id,
+        request: request.encode_to_vec(),
+        validate_only,
+    }
+}
+
+/// Loads an account the caller may act on with `role`. An account outside the caller's scope
+/// and one that does not exist answer alike (PERMISSION_DENIED), so nothing leaks (AIP-211);
+/// only a platform caller learns NOT_FOUND.
+pub async fn scoped_account(
+    db: &impl GenericClient,
+    principal: &Principal,
+    id: Uuid,
+    role: Role,
+    strict: bool,
+    lock: bool,
+) -> Result<accounts::Account> {
+    match accounts::get(db, id, lock).await {
+        Ok(account) => {
+            principal.authorize(&account.path, role, strict)?;
+            Ok(account)
+        }
+        Err(Error::NotFound { .. }) if !principal.is_platform() => Err(Error::PermissionDenied),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    t.into()
+}

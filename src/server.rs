@@ -1,0 +1,166 @@
+//! The gRPC server: the three services behind authentication, health and reflection, graceful
+//! shutdown, TCP_NODELAY on every connection.
+
+use std::future::Future;
+use std::time::Duration;
+
+use numbering_client::v1::allocation_service_server::AllocationServiceServer;
+use numbering_client::v1::number_pool_service_server::NumberPoolServiceServer;
+use numbering_client::v1::tenancy_service_server::TenancyServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::{AuthInterceptor, Authenticator};
+use crate::grpc::{AppState, allocation::Allocation, number_pool::NumberPool, tenancy::Tenancy};
+use crate::paging::PageTokens;
+use crate::store::Db;
+
+/// Largest message a caller may send (an import chunk is at most 4 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The services health reports on; "" is the whole server.
+const SERVICES: &[&str] = &[
+    "",
+    "numbering.v1.TenancyService",
+    "numbering.v1.NumberPoolService",
+    "numbering.v1.AllocationService",
+];
+
+pub struct Settings {
+    pub auth: Authenticator,
+    pub page_tokens: PageTokens,
+    pub health_interval: Duration,
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    for s in SERVICES {
+        reporter.set_service_status(*s, status).await;
+    }
+}
+
+/// Keeps health in step with the database: NOT_SERVING until it is reachable and migrated,
+/// and again whenever it is lost; NOT_SERVING for good once draining starts.
+async fn watch_database(
+    db: Db,
+    reporter: HealthReporter,
+    interval: Duration,
+    mut draining: watch::Receiver<bool>,
+) {
+    let mut migrated = false;
+    let mut serving = false;
+    loop {
+        let ok = if migrated {
+            db.ping().await.is_ok()
+        } else {
+            match db.migrate().await {
+                Ok(n) => {
+                    tracing::info!(applied = n, "database migrated");
+                    migrated = true;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "database not ready");
+                    false
+                }
+            }
+        };
+        if ok != serving {
+            serving = ok;
+            let status = if ok {
+                tracing::info!("serving");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("database lost: not serving");
+                ServingStatus::NotServing
+            };
+            set_health(&reporter, status).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = draining.changed() => break,
+        }
+    }
+    set_health(&reporter, ServingStatus::NotServing).await;
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting, finishes in-flight
+/// calls and returns.
+pub async fn serve(
+    listener: TcpListener,
+    db: Db,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let watcher = tokio::spawn(watch_database(
+        db.clone(),
+        reporter,
+        settings.health_interval,
+        drain_rx,
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(numbering_client::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!(error = %e, "reflection");
+            e
+        });
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(numbering_client::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha();
+
+    let state = AppState {
+        db,
+        page_tokens: settings.page_tokens,
+    };
+    let auth = AuthInterceptor(settings.auth);
+    let tenancy = TenancyServiceServer::new(Tenancy(state.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let number_pool = NumberPoolServiceServer::new(NumberPool(state.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let allocation = AllocationServiceServer::new(Allocation(state))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("draining: no new connections, finishing in-flight calls");
+        let _ = drain_tx.send(true);
+    };
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = Server::builder();
+    let mut router = builder
+        .add_service(health)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            tenancy,
+            auth.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            number_pool,
+            auth.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            allocation, auth,
+        ));
+    if let Ok(v1) = reflection_v1 {
+        router = router.add_service(v1);
+    }
+    if let Ok(v1alpha) = reflection_v1alpha {
+        router = router.add_service(v1alpha);
+    }
+    let result = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    let _ = watcher.await;
+    result
+}

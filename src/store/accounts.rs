@@ -1,0 +1,279 @@
+//! Accounts in PostgreSQL: the tree by materialised path.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::Row;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::GenericClient;
+use crate::domain::account::{AccountFields, AccountState, child_path};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: Uuid,
+    pub provider_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub path: String,
+    pub depth: i32,
+    pub seq: i64,
+    pub fields: AccountFields,
+    pub state: AccountState,
+    pub version: i64,
+    pub create_time: SystemTime,
+    pub update_time: SystemTime,
+}
+
+const COLUMNS: &str = "id, provider_id, parent_id, path, depth, seq, display_name, kind, external_ref, \
+     state, labels, max_numbers, aging_period_seconds, version, create_time, update_time";
+
+fn from_row(r: &Row) -> Account {
+    let Json(labels): Json<BTreeMap<String, String>> = r.get("labels");
+    let state: &str = r.get("state");
+    let aging: i64 = r.get("aging_period_seconds");
+    Account {
+        id: r.get("id"),
+        provider_id: r.get("provider_id"),
+        parent_id: r.get("parent_id"),
+        path: r.get("path"),
+        depth: r.get("depth"),
+        seq: r.get("seq"),
+        fields: AccountFields {
+            display_name: r.get("display_name"),
+            kind: r.get("kind"),
+            external_ref: r.get("external_ref"),
+            labels,
+            max_numbers: r.get("max_numbers"),
+            aging_period: Duration::from_secs(aging.unsigned_abs()),
+        },
+        // The CHECK constraint allows only the three states.
+        state: AccountState::parse(state).unwrap_or(AccountState::Closed),
+        version: r.get("version"),
+        create_time: r.get("create_time"),
+        update_time: r.get("update_time"),
+    }
+}
+
+fn not_found(id: Uuid) -> Error {
+    Error::NotFound {
+        resource_type: "account",
+        name: id.to_string(),
+    }
+}
+
+/// A live (not deleted) account; `lock` takes its row for the rest of the transaction.
+pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Account> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM accounts WHERE id = $1 AND delete_time IS NULL{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    db.query_opt(&sql, &[&id])
+        .await?
+        .map(|r| from_row(&r))
+        .ok_or_else(|| not_found(id))
+}
+
+/// Maps the unique index on sibling external references to a clear answer.
+fn external_ref_taken(e: tokio_postgres::Error, f: &AccountFields) -> Error {
+    match e.as_db_error().and_then(|d| d.constraint()) {
+        Some("accounts_external_ref") => Error::AlreadyExists {
+            resource_type: "account",
+            name: format!(
+                "external_ref {}",
+                f.external_ref.as_deref().unwrap_or_default()
+            ),
+        },
+        _ => e.into(),
+    }
+}
+
+pub async fn insert(
+    db: &impl GenericClient,
+    parent: Option<&Account>,
+    f: &AccountFields,
+) -> Result<Account> {
+    let id = Uuid::new_v4();
+    let (provider_id, parent_id, path, depth) = match parent {
+        Some(p) => (
+            p.provider_id,
+            Some(p.id),
+            child_path(&p.path, id),
+            p.depth + 1,
+        ),
+        None => (id, None, child_path("", id), 0),
+    };
+    let sql = format!(
+        "INSERT INTO accounts (id, provider_id, parent_id, path, depth, display_name, kind,
+             external_ref, labels, max_numbers, aging_period_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         RETURNING {COLUMNS}"
+    );
+    let aging = seconds(f.aging_period);
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &id,
+                &provider_id,
+                &parent_id,
+                &path,
+                &depth,
+                &f.display_name,
+                &f.kind,
+                &f.external_ref,
+                &Json(&f.labels),
+                &f.max_numbers,
+                &aging,
+            ],
+        )
+        .await
+        .map_err(|e| external_ref_taken(e, f))?;
+    Ok(from_row(&row))
+}
+
+fn seconds(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Writes every settable field and bumps the version.
+pub async fn update(db: &impl GenericClient, id: Uuid, f: &AccountFields) -> Result<Account> {
+    let sql = format!(
+        "UPDATE accounts SET display_name = $2, kind = $3, external_ref = $4, labels = $5,
+             max_numbers = $6, aging_period_seconds = $7, version = version + 1, update_time = now()
+         WHERE id = $1 AND delete_time IS NULL
+         RETURNING {COLUMNS}"
+    );
+    let aging = seconds(f.aging_period);
+    db.query_opt(
+        &sql,
+        &[
+            &id,
+            &f.display_name,
+            &f.kind,
+            &f.external_ref,
+            &Json(&f.labels),
+            &f.max_numbers,
+            &aging,
+        ],
+    )
+    .await
+    .map_err(|e| external_ref_taken(e, f))?
+    .map(|r| from_row(&r))
+    .ok_or_else(|| not_found(id))
+}
+
+pub async fn set_state(db: &impl GenericClient, id: Uuid, state: AccountState) -> Result<Account> {
+    let sql = format!(
+        "UPDATE accounts SET state = $2, version = version + 1, update_time = now()
+         WHERE id = $1 AND delete_time IS NULL RETURNING {COLUMNS}"
+    );
+    db.query_opt(&sql, &[&id, &state.as_str()])
+        .await?
+        .map(|r| from_row(&r))
+        .ok_or_else(|| not_found(id))
+}
+
+/// Live children of an account.
+pub async fn count_children(db: &impl GenericClient, id: Uuid) -> Result<i64> {
+    Ok(db
+        .query_one(
+            "SELECT count(*) FROM accounts WHERE parent_id = $1 AND delete_time IS NULL",
+            &[&id],
+        )
+        .await?
+        .get(0))
+}
+
+/// Soft delete: events and numbers' history keep referring to the account.
+pub async fn delete(db: &impl GenericClient, id: Uuid) -> Result<()> {
+    let n = db
+        .execute(
+            "UPDATE accounts SET delete_time = now(), version = version + 1, external_ref = NULL
+             WHERE id = $1 AND delete_time IS NULL",
+            &[&id],
+        )
+        .await?;
+    if n == 0 {
+        return Err(not_found(id));
+    }
+    Ok(())
+}
+
+/// The accounts on a path, from the provider down.
+pub async fn path(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Account>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM accounts WHERE id = ANY($1) AND delete_time IS NULL ORDER BY depth"
+    );
+    Ok(db
+        .query(&sql, &[&ids])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
+/// What ListAccounts selects.
+pub struct ListFilter {
+    pub parent: Account,
+    pub recursive: bool,
+    pub state: Option<AccountState>,
+    pub kind: Option<String>,
+    pub external_ref: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One page in (depth, seq) order after `after`.
+pub async fn list(
+    db: &impl GenericClient,
+    f: &ListFilter,
+    after: Option<(i32, i64)>,
+    limit: i64,
+) -> Result<Vec<Account>> {
+    let (after_depth, after_seq) = after.unwrap_or((-1, 0));
+    let prefix = format!("{}%", f.parent.path);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM accounts
+         WHERE delete_time IS NULL
+           AND provider_id = $1
+           AND CASE WHEN $2 THEN path LIKE $3 AND id <> $4 ELSE parent_id = $4 END
+           AND ($5::text IS NULL OR state = $5)
+           AND ($6::text IS NULL OR kind = $6)
+           AND ($7::text IS NULL OR external_ref = $7)
+           AND labels @> $8
+           AND (depth, seq) > ($9, $10)
+         ORDER BY depth, seq
+         LIMIT $11"
+    );
+    let rows = db
+        .query(
+            &sql,
+            &[
+                &f.parent.provider_id,
+                &f.recursive,
+                &prefix,
+                &f.parent.id,
+                &f.state.map(AccountState::as_str),
+                &f.kind,
+                &f.external_ref,
+                &Json(&f.labels),
+                &after_depth,
+                &after_seq,
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Live numbers the account holds itself.
+pub async fn count_numbers_held(db: &impl GenericClient, id: Uuid) -> Result<i64> {
+    Ok(db
+        .query_one(
+            "SELECT count(*) FROM numbers WHERE holder_id = $1 AND status <> 'deleted'",
+            &[&id],
+        )
+        .await?
+        .get(0))
+}

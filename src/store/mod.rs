@@ -1,0 +1,132 @@
+//! PostgreSQL access: the connection pool, migrations, and the transaction every mutation runs
+//! in, with request-id idempotency and validate-only handled once for all of them.
+
+pub mod accounts;
+pub mod migrate;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+
+use crate::error::{Error, Result};
+
+pub use deadpool_postgres::GenericClient;
+
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+/// What identifies one mutation for AIP-155 idempotency.
+pub struct Mutation<'a> {
+    /// The caller's subject: request ids are per caller.
+    pub actor: &'a str,
+    /// The RPC, part of the fingerprint.
+    pub method: &'static str,
+    pub request_id: &'a str,
+    /// The encoded request; a retry must send the same.
+    pub request: Vec<u8>,
+    /// Run the whole change, answer, then roll it back.
+    pub validate_only: bool,
+}
+
+impl Db {
+    pub fn new(config: tokio_postgres::Config, max_connections: usize) -> Result<Self> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn client(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub async fn migrate(&self) -> Result<usize> {
+        let mut client = self.client().await?;
+        migrate::migrate(&mut client).await
+    }
+
+    /// Runs `change` in one transaction. A request id seen before with the same request returns
+    /// the first answer without running it again; with a different request it is refused.
+    /// Validate-only runs the change whole (every rule the database checks included) and rolls
+    /// it back.
+    pub async fn mutate<T, F>(&self, m: Mutation<'_>, change: F) -> Result<T>
+    where
+        T: prost::Message + Default,
+        F: for<'t> FnOnce(&'t Transaction<'t>) -> BoxFuture<'t, Result<T>>,
+    {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let keyed = !m.request_id.is_empty() && !m.validate_only;
+        let fingerprint = Sha256::new()
+            .chain_update(m.method.as_bytes())
+            .chain_update([0])
+            .chain_update(&m.request)
+            .finalize()
+            .to_vec();
+        if keyed {
+            // Serialise retries of one request id, so that two at once cannot both run it.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+                &[&m.actor, &m.request_id],
+            )
+            .await?;
+            let previous = tx
+                .query_opt(
+                    "SELECT fingerprint, response FROM idempotency WHERE actor = $1 AND request_id = $2",
+                    &[&m.actor, &m.request_id],
+                )
+                .await?;
+            if let Some(row) = previous {
+                let seen: Vec<u8> = row.get(0);
+                if seen != fingerprint {
+                    return Err(Error::RequestIdReused);
+                }
+                let response: Vec<u8> = row.get(1);
+                return T::decode(response.as_slice()).map_err(|e| Error::Internal(e.to_string()));
+            }
+        }
+        let answer = change(&tx).await?;
+        if m.validate_only {
+            tx.rollback().await?;
+            return Ok(answer);
+        }
+        if keyed {
+            tx.execute(
+                "INSERT INTO idempotency (actor, request_id, method, fingerprint, response)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &m.actor,
+                    &m.request_id,
+                    &m.method,
+                    &fingerprint,
+                    &answer.encode_to_vec(),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(answer)
+    }
+}
