@@ -221,13 +221,13 @@ impl EmbeddedPostgres {
             if ready {
                 return Ok(());
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return Err(failed(
-                        "PostgreSQL stopped while starting",
-                        format!("see {}", self.log.display()),
-                    ));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return Err(failed(
+                    "PostgreSQL stopped while starting",
+                    format!("see {}", self.log.display()),
+                ));
             }
             if Instant::now() > deadline {
                 return Err(failed(

@@ -432,10 +432,10 @@ impl TenancyService for Tenancy {
         let target = scoped_account(&client, &principal, id, Role::Viewer, false, false).await?;
         let mut ids = account::path_ids(&target.path);
         // A caller sees the path from its own account down, never its ancestors.
-        if let Some(own) = principal.account_id.filter(|_| !principal.is_platform()) {
-            if let Some(pos) = ids.iter().position(|i| *i == own) {
-                ids.drain(..pos);
-            }
+        if let Some(own) = principal.account_id.filter(|_| !principal.is_platform())
+            && let Some(pos) = ids.iter().position(|i| *i == own)
+        {
+            ids.drain(..pos);
         }
         let accounts = store::path(&client, &ids).await?;
         Ok(Response::new(pb::GetAccountPathResponse {
