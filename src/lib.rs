@@ -133,6 +133,9 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
         Command::Serve(args) => {
             let auth = authenticator(&args)?;
             let page_tokens = match &args.page_token_secret {
+                Some(s) if s.len() < 32 => {
+                    return Err("NUMBERING_PAGE_TOKEN_SECRET must be at least 32 bytes".into());
+                }
                 Some(s) => PageTokens::new(s.as_bytes().to_vec()),
                 None => PageTokens::random(),
             };

@@ -30,6 +30,9 @@ const SERVICES: &[&str] = &[
     "numbering.v1.AllocationService",
 ];
 
+/// The health service name that answers SERVING as long as the process is up.
+pub const LIVENESS: &str = "liveness";
+
 pub struct Settings {
     pub auth: Authenticator,
     pub page_tokens: PageTokens,
@@ -97,6 +100,11 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
+    // For liveness probes: SERVING while the process runs, whatever the database does, so a
+    // database outage makes pods unready, not restarted.
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
     let (drain_tx, drain_rx) = watch::channel(false);
     let watcher = tokio::spawn(watch_database(
         db.clone(),

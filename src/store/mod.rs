@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod migrate;
+pub mod numbers;
 
 use std::time::Duration;
 

@@ -1,0 +1,396 @@
+//! Numbers: E.164 parsing with libphonenumber data, statuses, assignees, reservations and the
+//! operator's attributes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use phonenumber::{Mode, country};
+
+use super::validate::Violations;
+use crate::error::{Error, Result};
+
+/// A telephone number in E.164 form: `+`, then 1 to 15 digits, country code first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct E164(String);
+
+/// What libphonenumber says about a number that parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedNumber {
+    pub e164: E164,
+    pub number_type: NumberType,
+}
+
+impl E164 {
+    /// Parses international input (`+1 303-555-0100`), or national input with an explicit
+    /// ISO 3166 `region` (`303 555 0100`, `US`). A bare national number without a region is an
+    /// error, never a guess. The number must be valid for its country's numbering plan.
+    pub fn parse(field: &str, input: &str, region: &str) -> Result<ParsedNumber> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(Error::invalid(field, "required"));
+        }
+        if input.len() > 64 {
+            return Err(Error::invalid(field, "at most 64 characters"));
+        }
+        let international = input.starts_with('+') || input.starts_with("00");
+        let region = region.trim();
+        let id = if region.is_empty() {
+            if !international {
+                return Err(Error::invalid(
+                    field,
+                    "a national number needs a region (such as US); or write it in international form, starting with +",
+                ));
+            }
+            None
+        } else {
+            Some(
+                region
+                    .to_ascii_uppercase()
+                    .parse::<country::Id>()
+                    .map_err(|_| Error::invalid("region", format!("unknown region {region:?}")))?,
+            )
+        };
+        let number = phonenumber::parse(id, input)
+            .map_err(|e| Error::invalid(field, format!("not a telephone number: {e}")))?;
+        if number.extension().is_some() {
+            return Err(Error::invalid(
+                field,
+                "extensions are not numbers of the inventory",
+            ));
+        }
+        if !phonenumber::is_valid(&number) {
+            return Err(Error::invalid(
+                field,
+                "not a valid number in its country's numbering plan",
+            ));
+        }
+        let e164 = number.format().mode(Mode::E164).to_string();
+        let number_type =
+            NumberType::from_phonenumber(number.number_type(&phonenumber::metadata::DATABASE));
+        Ok(ParsedNumber {
+            e164: E164::from_canonical(&e164).ok_or_else(|| Error::invalid(field, "not E.164"))?,
+            number_type,
+        })
+    }
+
+    /// Accepts a string already in canonical E.164 form (as stored), without numbering-plan
+    /// checks.
+    pub fn from_canonical(s: &str) -> Option<Self> {
+        let digits = s.strip_prefix('+')?;
+        let ok = (1..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        ok.then(|| Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An E.164 prefix of a series or a filter: `+` and 1 to 15 digits.
+pub fn parse_prefix(field: &str, value: &str) -> Result<String> {
+    let v = value.trim().replace([' ', '-'], "");
+    E164::from_canonical(&v).map(|e| e.0).ok_or_else(|| {
+        Error::invalid(
+            field,
+            "an E.164 prefix: + and 1 to 15 digits, such as +1303",
+        )
+    })
+}
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The word stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a number stands inside the account that holds it.
+    NumberStatus {
+        Available = "available",
+        Reserved = "reserved",
+        Assigned = "assigned",
+        Returned = "returned",
+        Aging = "aging",
+        Deleted = "deleted",
+    }
+);
+
+text_enum!(NumberType {
+    Unspecified = "unspecified",
+    Geographic = "geographic",
+    Mobile = "mobile",
+    GeographicOrMobile = "geographic_or_mobile",
+    TollFree = "toll_free",
+    PremiumRate = "premium_rate",
+    SharedCost = "shared_cost",
+    Voip = "voip",
+    Personal = "personal",
+    Pager = "pager",
+    Uan = "uan",
+    Voicemail = "voicemail",
+    Unknown = "unknown",
+});
+
+text_enum!(NumberSource {
+    Unspecified = "unspecified",
+    Purchased = "purchased",
+    PortedIn = "ported_in",
+    Byoc = "byoc",
+});
+
+text_enum!(AssigneeKind {
+    User = "user",
+    Agent = "agent",
+    Device = "device",
+    Service = "service",
+    Trunk = "trunk",
+    Other = "other",
+});
+
+impl NumberType {
+    fn from_phonenumber(t: phonenumber::Type) -> Self {
+        use phonenumber::Type as T;
+        match t {
+            T::FixedLine => Self::Geographic,
+            T::Mobile => Self::Mobile,
+            T::FixedLineOrMobile => Self::GeographicOrMobile,
+            T::TollFree => Self::TollFree,
+            T::PremiumRate => Self::PremiumRate,
+            T::SharedCost => Self::SharedCost,
+            T::Voip => Self::Voip,
+            T::PersonalNumber => Self::Personal,
+            T::Pager => Self::Pager,
+            T::Uan => Self::Uan,
+            T::Voicemail => Self::Voicemail,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// The user, agent, device, service or trunk a number is assigned to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Assignee {
+    pub kind: String,
+    pub id: String,
+    pub display_name: String,
+    /// The assignee's account: the holder or one of its descendants.
+    pub account_id: Option<uuid::Uuid>,
+}
+
+/// For whom a number is set aside.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reservation {
+    pub reserved_for: String,
+    pub tag: String,
+    pub note: String,
+    pub expire_time: Option<SystemTime>,
+}
+
+/// The attributes an operator sets on a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributes {
+    pub number_type: NumberType,
+    pub source: NumberSource,
+    pub carrier: String,
+    pub sip_trunk: String,
+    pub billing_reference: String,
+    pub service_info: String,
+    pub tags: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Self {
+            number_type: NumberType::Unspecified,
+            source: NumberSource::Unspecified,
+            carrier: String::new(),
+            sip_trunk: String::new(),
+            billing_reference: String::new(),
+            service_info: String::new(),
+            tags: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+pub const MAX_TAGS: usize = 32;
+
+/// The attribute fields UpdateNumber may name.
+pub const UPDATABLE: &[&str] = &[
+    "number_type",
+    "source",
+    "carrier",
+    "sip_trunk",
+    "billing_reference",
+    "service_info",
+    "tags",
+    "labels",
+];
+
+impl Attributes {
+    /// Checks every attribute; `prefix` names the fields (`number.`).
+    pub fn validate(&self, v: &mut Violations, prefix: &str) {
+        v.text(&format!("{prefix}carrier"), &self.carrier, false, 256);
+        v.text(&format!("{prefix}sip_trunk"), &self.sip_trunk, false, 256);
+        v.text(
+            &format!("{prefix}billing_reference"),
+            &self.billing_reference,
+            false,
+            256,
+        );
+        v.text(
+            &format!("{prefix}service_info"),
+            &self.service_info,
+            false,
+            1024,
+        );
+        if self.tags.len() > MAX_TAGS {
+            v.add(format!("{prefix}tags"), format!("at most {MAX_TAGS} tags"));
+        }
+        for t in &self.tags {
+            if t.trim().is_empty() {
+                v.add(format!("{prefix}tags"), "tags must not be empty");
+            }
+            v.text(&format!("{prefix}tags"), t, false, 64);
+        }
+        v.labels(&format!("{prefix}labels"), &self.labels);
+    }
+
+    /// Tags as a set: sorted, without repeats.
+    pub fn normalise(&mut self) {
+        for t in &mut self.tags {
+            *t = t.trim().to_string();
+        }
+        self.tags.sort();
+        self.tags.dedup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn international_and_national_input_normalise_to_e164() {
+        let a = E164::parse("e164", "+1 303-555-0100", "").unwrap();
+        let b = E164::parse("e164", "(303) 555 0100", "us").unwrap();
+        assert_eq!(a.e164.as_str(), "+13035550100");
+        assert_eq!(a, b);
+        let gb = E164::parse("e164", "020 7946 0018", "GB").unwrap();
+        assert_eq!(gb.e164.as_str(), "+442079460018");
+        assert_eq!(gb.number_type, NumberType::Geographic);
+        let free = E164::parse("e164", "+1 800 356 9377", "").unwrap();
+        assert_eq!(free.number_type, NumberType::TollFree);
+    }
+
+    #[test]
+    fn a_national_number_without_a_region_is_refused_not_guessed() {
+        let e = E164::parse("e164", "303 555 0100", "").unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(ref v) if v[0].field == "e164"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_out_of_range_and_unknown_region_numbers_are_refused() {
+        for (input, region) in [
+            ("+1 303 555 01", ""),
+            ("+1234567890123456", ""),
+            ("hello", "US"),
+            ("+999 1234", ""),
+            ("+1 303 555 0100 ext 12", ""),
+        ] {
+            assert!(E164::parse("e164", input, region).is_err(), "{input}");
+        }
+        let e = E164::parse("e164", "303 555 0100", "XX").unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(ref v) if v[0].field == "region"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn canonical_form_is_plus_and_up_to_fifteen_digits() {
+        assert!(E164::from_canonical("+13035550100").is_some());
+        assert!(E164::from_canonical("13035550100").is_none());
+        assert!(E164::from_canonical("+0123").is_none());
+        assert!(E164::from_canonical("+1234567890123456").is_none());
+        assert_eq!(parse_prefix("prefix", "+1 303").unwrap(), "+1303");
+        assert!(parse_prefix("prefix", "1303").is_err());
+    }
+}
+
+text_enum!(
+    /// What an event did to a number.
+    Operation {
+        Add = "add",
+        Update = "update",
+        Delete = "delete",
+        Allocate = "allocate",
+        Withdraw = "withdraw",
+        Transfer = "transfer",
+        Assign = "assign",
+        Unassign = "unassign",
+        Reassign = "reassign",
+        Reserve = "reserve",
+        Unreserve = "unreserve",
+        ReservationExpire = "reservation_expire",
+        Release = "release",
+        Unbind = "unbind",
+        AgingEnd = "aging_end",
+    }
+);
+
+/// Where a number stands: what history records before and after each event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NumberState {
+    pub holder_id: uuid::Uuid,
+    pub status: String,
+    pub assignee: Option<Assignee>,
+    pub reservation: Option<Reservation>,
+}
+
+/// Who made a change: written on every event.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub subject: String,
+    pub account_id: Option<uuid::Uuid>,
+    pub request_id: String,
+}
+
+impl Actor {
+    /// Background work (expiry, aging).
+    pub fn system() -> Self {
+        Self {
+            subject: "system".into(),
+            account_id: None,
+            request_id: String::new(),
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Numbers in PostgreSQL: the row, lookups, inserts and state changes, each state change
+//! written with its event in the caller's transaction.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use tokio_postgres::Row;
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::GenericClient;
+use crate::domain::number::{
+    Actor, Assignee, Attributes, E164, NumberSource, NumberState, NumberStatus, NumberType,
+    Operation, Reservation,
+};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Number {
+    pub id: Uuid,
+    /// The provider that added the number; never changes.
+    pub owner_id: Uuid,
+    pub e164: String,
+    pub holder_id: Uuid,
+    pub holder_path: String,
+    pub status: NumberStatus,
+    pub series_id: Option<Uuid>,
+    pub attributes: Attributes,
+    pub assignee: Option<Assignee>,
+    pub reservation: Option<Reservation>,
+    pub aging_end_time: Option<SystemTime>,
+    pub version: i64,
+    pub create_time: SystemTime,
+    pub update_time: SystemTime,
+}
+
+impl Number {
+    pub fn state(&self) -> NumberState {
+        NumberState {
+            holder_id: self.holder_id,
+            status: self.status.as_str().to_string(),
+            assignee: self.assignee.clone(),
+            reservation: self.reservation.clone(),
+        }
+    }
+}
+
+pub const COLUMNS: &str = "id, provider_id, e164, holder_id, holder_path, status, series_id, \
+     number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels, \
+     assignee_kind, assignee_id, assignee_name, assignee_account_id, reserved_for, \
+     reservation_tag, reservation_note, reservation_expire_time, aging_end_time, version, \
+     create_time, update_time";
+
+pub fn from_row(r: &Row) -> Number {
+    let Json(labels): Json<BTreeMap<String, String>> = r.get("labels");
+    let assignee_id: Option<String> = r.get("assignee_id");
+    let reserved_for: Option<String> = r.get("reserved_for");
+    Number {
+        id: r.get("id"),
+        owner_id: r.get("provider_id"),
+        e164: r.get("e164"),
+        holder_id: r.get("holder_id"),
+        holder_path: r.get("holder_path"),
+        // CHECK constraints keep these columns to the known words.
+        status: NumberStatus::parse(r.get("status")).unwrap_or(NumberStatus::Deleted),
+        series_id: r.get("series_id"),
+        attributes: Attributes {
+            number_type: NumberType::parse(r.get("number_type")).unwrap_or(NumberType::Unknown),
+            source: NumberSource::parse(r.get("source")).unwrap_or(NumberSource::Unspecified),
+            carrier: r.get("carrier"),
+            sip_trunk: r.get("sip_trunk"),
+            billing_reference: r.get("billing_reference"),
+            service_info: r.get("service_info"),
+            tags: r.get("tags"),
+            labels,
+        },
+        assignee: assignee_id.map(|id| Assignee {
+            kind: r
+                .get::<_, Option<String>>("assignee_kind")
+                .unwrap_or_default(),
+            id,
+            display_name: r
+                .get::<_, Option<String>>("assignee_name")
+                .unwrap_or_default(),
+            account_id: r.get("assignee_account_id"),
+        }),
+        reservation: reserved_for.map(|reserved_for| Reservation {
+            reserved_for,
+            tag: r
+                .get::<_, Option<String>>("reservation_tag")
+                .unwrap_or_default(),
+            note: r
+                .get::<_, Option<String>>("reservation_note")
+                .unwrap_or_default(),
+            expire_time: r.get("reservation_expire_time"),
+        }),
+        aging_end_time: r.get("aging_end_time"),
+        version: r.get("version"),
+        create_time: r.get("create_time"),
+        update_time: r.get("update_time"),
+    }
+}
+
+pub fn not_found(name: &str) -> Error {
+    Error::NotFound {
+        resource_type: "number",
+        name: name.to_string(),
+    }
+}
+
+/// A number by id (deleted ones included: their history is kept), or a live number by E.164.
+/// `lock` takes its row for the rest of the transaction.
+pub async fn find(db: &impl GenericClient, key: &str, lock: bool) -> Result<Number> {
+    let lock_clause = if lock { " FOR UPDATE" } else { "" };
+    let row = if let Ok(id) = Uuid::parse_str(key) {
+        let sql = format!("SELECT {COLUMNS} FROM numbers WHERE id = $1{lock_clause}");
+        db.query_opt(&sql, &[&id]).await?
+    } else {
+        let e164 = E164::from_canonical(key).ok_or_else(|| {
+            Error::invalid(
+                "number",
+                "a number id (UUID) or an E.164 number (+ and digits)",
+            )
+        })?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM numbers WHERE e164 = $1 AND status <> 'deleted'{lock_clause}"
+        );
+        db.query_opt(&sql, &[&e164.as_str()]).await?
+    };
+    row.map(|r| from_row(&r)).ok_or_else(|| not_found(key))
+}
+
+/// The series a number of `owner` belongs to: the one with the longest matching prefix.
+pub async fn series_for(db: &impl GenericClient, owner: Uuid, e164: &str) -> Result<Option<Uuid>> {
+    Ok(db
+        .query_opt(
+            "SELECT id FROM series WHERE provider_id = $1 AND starts_with($2, prefix)
+             ORDER BY length(prefix) DESC LIMIT 1",
+            &[&owner, &e164],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// A number to add.
+pub struct NewNumber<'a> {
+    pub owner_id: Uuid,
+    pub e164: &'a str,
+    pub holder_id: Uuid,
+    pub holder_path: &'a str,
+    pub attributes: &'a Attributes,
+}
+
+/// Adds a number (AVAILABLE in its holder), files it in its series, and records the event.
+pub async fn insert(db: &impl GenericClient, n: NewNumber<'_>, actor: &Actor) -> Result<Number> {
+    let series = series_for(db, n.owner_id, n.e164).await?;
+    let a = n.attributes;
+    let sql = format!(
+        "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status, series_id,
+             number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels)
+         VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         RETURNING {COLUMNS}"
+    );
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &Uuid::new_v4(),
+                &n.owner_id,
+                &n.e164,
+                &n.holder_id,
+                &n.holder_path,
+                &series,
+                &a.number_type.as_str(),
+                &a.source.as_str(),
+                &a.carrier,
+                &a.sip_trunk,
+                &a.billing_reference,
+                &a.service_info,
+                &a.tags,
+                &Json(&a.labels),
+            ],
+        )
+        .await
+        .map_err(|e| match e.as_db_error().and_then(|d| d.constraint()) {
+            Some("numbers_live_e164") => Error::AlreadyExists {
+                resource_type: "number",
+                name: n.e164.to_string(),
+            },
+            _ => e.into(),
+        })?;
+    let number = from_row(&row);
+    record(db, None, &number, Operation::Add, actor).await?;
+    Ok(number)
+}
+
+/// Writes a number's operator attributes; no event (history follows holder, status, assignee
+/// and reservation).
+pub async fn update_attributes(
+    db: &impl GenericClient,
+    id: Uuid,
+    a: &Attributes,
+) -> Result<Number> {
+    let sql = format!(
+        "UPDATE numbers SET number_type = $2, source = $3, carrier = $4, sip_trunk = $5,
+             billing_reference = $6, service_info = $7, tags = $8, labels = $9,
+             version = version + 1, update_time = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &id,
+                &a.number_type.as_str(),
+                &a.source.as_str(),
+                &a.carrier,
+                &a.sip_trunk,
+                &a.billing_reference,
+                &a.service_info,
+                &a.tags,
+                &Json(&a.labels),
+            ],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+/// Writes where `after` stands (holder, status, assignee, reservation, aging) over `before`,
+/// and records the event. The database's checks refuse any inconsistent state.
+pub async fn save_state(
+    db: &impl GenericClient,
+    before: &Number,
+    after: &Number,
+    op: Operation,
+    actor: &Actor,
+) -> Result<Number> {
+    let sql = format!(
+        "UPDATE numbers SET holder_id = $2, holder_path = $3, status = $4,
+             assignee_kind = $5, assignee_id = $6, assignee_name = $7, assignee_account_id = $8,
+             reserved_for = $9, reservation_tag = $10, reservation_note = $11,
+             reservation_expire_time = $12, aging_end_time = $13,
+             delete_time = CASE WHEN $4 = 'deleted' THEN now() ELSE NULL END,
+             version = version + 1, update_time = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let a = after.assignee.as_ref();
+    let r = after.reservation.as_ref();
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &after.id,
+                &after.holder_id,
+                &after.holder_path,
+                &after.status.as_str(),
+                &a.map(|a| a.kind.as_str()),
+                &a.map(|a| a.id.as_str()),
+                &a.map(|a| a.display_name.as_str()),
+                &a.and_then(|a| a.account_id),
+                &r.map(|r| r.reserved_for.as_str()),
+                &r.map(|r| r.tag.as_str()),
+                &r.map(|r| r.note.as_str()),
+                &r.and_then(|r| r.expire_time),
+                &after.aging_end_time,
+            ],
+        )
+        .await?;
+    let saved = from_row(&row);
+    record(db, Some(before), &saved, op, actor).await?;
+    Ok(saved)
+}
+
+/// Appends one event to the history (and outbox) in the caller's transaction.
+pub async fn record(
+    db: &impl GenericClient,
+    before: Option<&Number>,
+    after: &Number,
+    op: Operation,
+    actor: &Actor,
+) -> Result<()> {
+    db.execute(
+        "INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id,
+             request_id, operation, holder_path, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &after.owner_id,
+            &after.id,
+            &after.e164,
+            &actor.subject,
+            &actor.account_id,
+            &actor.request_id,
+            &op.as_str(),
+            &after.holder_path,
+            &before.map(|b| Json(b.state())),
+            &Json(after.state()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
