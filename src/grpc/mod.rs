@@ -1,6 +1,7 @@
 //! The gRPC adapters: proto in, domain call, proto out. Each service lives in its own module.
 
 pub mod allocation;
+pub mod convert;
 pub mod number_pool;
 pub mod tenancy;
 
@@ -70,4 +71,32 @@ pub async fn scoped_account(
 
 pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     t.into()
+}
+
+/// Loads a number (by id or E.164) whose holder the caller may act on with `role`; like
+/// [`scoped_account`], a number outside the scope and a missing one answer alike.
+pub async fn scoped_number(
+    db: &impl GenericClient,
+    principal: &Principal,
+    key: &str,
+    role: Role,
+    lock: bool,
+) -> Result<crate::store::numbers::Number> {
+    match crate::store::numbers::find(db, key, lock).await {
+        Ok(number) => {
+            principal.authorize(&number.holder_path, role, false)?;
+            Ok(number)
+        }
+        Err(Error::NotFound { .. }) if !principal.is_platform() => Err(Error::PermissionDenied),
+        Err(e) => Err(e),
+    }
+}
+
+/// The actor written on events: the caller and its request id.
+pub fn actor(principal: &Principal, request_id: &str) -> crate::domain::number::Actor {
+    crate::domain::number::Actor {
+        subject: principal.subject.clone(),
+        account_id: principal.account_id,
+        request_id: request_id.to_string(),
+    }
 }

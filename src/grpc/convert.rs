@@ -1,0 +1,183 @@
+//! Conversions between the domain's number types and their proto messages, shared by the
+//! NumberPool and Allocation adapters.
+
+use numbering_client::v1 as pb;
+
+use super::timestamp;
+use crate::domain::etag as domain_etag;
+use crate::domain::number::{
+    Assignee, AssigneeKind, NumberSource, NumberState, NumberStatus, NumberType, Operation,
+    Reservation,
+};
+use crate::domain::validate::Violations;
+use crate::store::numbers::Number;
+
+pub fn status_to_proto(s: NumberStatus) -> pb::NumberStatus {
+    match s {
+        NumberStatus::Available => pb::NumberStatus::Available,
+        NumberStatus::Reserved => pb::NumberStatus::Reserved,
+        NumberStatus::Assigned => pb::NumberStatus::Assigned,
+        NumberStatus::Returned => pb::NumberStatus::Returned,
+        NumberStatus::Aging => pb::NumberStatus::Aging,
+        NumberStatus::Deleted => pb::NumberStatus::Deleted,
+    }
+}
+
+/// A status a caller named; `None` for UNSPECIFIED.
+pub fn status_from_proto(v: &mut Violations, field: &str, value: i32) -> Option<NumberStatus> {
+    match pb::NumberStatus::try_from(value) {
+        Ok(pb::NumberStatus::Unspecified) => None,
+        Ok(pb::NumberStatus::Available) => Some(NumberStatus::Available),
+        Ok(pb::NumberStatus::Reserved) => Some(NumberStatus::Reserved),
+        Ok(pb::NumberStatus::Assigned) => Some(NumberStatus::Assigned),
+        Ok(pb::NumberStatus::Returned) => Some(NumberStatus::Returned),
+        Ok(pb::NumberStatus::Aging) => Some(NumberStatus::Aging),
+        Ok(pb::NumberStatus::Deleted) => Some(NumberStatus::Deleted),
+        Err(_) => {
+            v.add(field, "unknown status");
+            None
+        }
+    }
+}
+
+pub fn number_type_to_proto(t: NumberType) -> pb::NumberType {
+    match t {
+        NumberType::Unspecified => pb::NumberType::Unspecified,
+        NumberType::Geographic => pb::NumberType::Geographic,
+        NumberType::Mobile => pb::NumberType::Mobile,
+        NumberType::GeographicOrMobile => pb::NumberType::GeographicOrMobile,
+        NumberType::TollFree => pb::NumberType::TollFree,
+        NumberType::PremiumRate => pb::NumberType::PremiumRate,
+        NumberType::SharedCost => pb::NumberType::SharedCost,
+        NumberType::Voip => pb::NumberType::Voip,
+        NumberType::Personal => pb::NumberType::Personal,
+        NumberType::Pager => pb::NumberType::Pager,
+        NumberType::Uan => pb::NumberType::Uan,
+        NumberType::Voicemail => pb::NumberType::Voicemail,
+        NumberType::Unknown => pb::NumberType::Unknown,
+    }
+}
+
+pub fn number_type_from_proto(v: &mut Violations, field: &str, value: i32) -> NumberType {
+    match pb::NumberType::try_from(value) {
+        Ok(t) => NumberType::ALL
+            .iter()
+            .copied()
+            .find(|d| number_type_to_proto(*d) == t)
+            .unwrap_or(NumberType::Unspecified),
+        Err(_) => {
+            v.add(field, "unknown number type");
+            NumberType::Unspecified
+        }
+    }
+}
+
+pub fn source_to_proto(s: NumberSource) -> pb::NumberSource {
+    match s {
+        NumberSource::Unspecified => pb::NumberSource::Unspecified,
+        NumberSource::Purchased => pb::NumberSource::Purchased,
+        NumberSource::PortedIn => pb::NumberSource::PortedIn,
+        NumberSource::Byoc => pb::NumberSource::Byoc,
+    }
+}
+
+pub fn source_from_proto(v: &mut Violations, field: &str, value: i32) -> NumberSource {
+    match pb::NumberSource::try_from(value) {
+        Ok(s) => NumberSource::ALL
+            .iter()
+            .copied()
+            .find(|d| source_to_proto(*d) == s)
+            .unwrap_or(NumberSource::Unspecified),
+        Err(_) => {
+            v.add(field, "unknown source");
+            NumberSource::Unspecified
+        }
+    }
+}
+
+pub fn assignee_kind_to_proto(kind: &str) -> pb::AssigneeKind {
+    match AssigneeKind::parse(kind) {
+        Some(AssigneeKind::User) => pb::AssigneeKind::User,
+        Some(AssigneeKind::Agent) => pb::AssigneeKind::Agent,
+        Some(AssigneeKind::Device) => pb::AssigneeKind::Device,
+        Some(AssigneeKind::Service) => pb::AssigneeKind::Service,
+        Some(AssigneeKind::Trunk) => pb::AssigneeKind::Trunk,
+        Some(AssigneeKind::Other) => pb::AssigneeKind::Other,
+        None => pb::AssigneeKind::Unspecified,
+    }
+}
+
+pub fn assignee_to_proto(a: Assignee) -> pb::Assignee {
+    pb::Assignee {
+        kind: assignee_kind_to_proto(&a.kind).into(),
+        id: a.id,
+        display_name: a.display_name,
+        account_id: a.account_id.map(|id| id.to_string()).unwrap_or_default(),
+    }
+}
+
+pub fn reservation_to_proto(r: Reservation) -> pb::Reservation {
+    pb::Reservation {
+        reserved_for: r.reserved_for,
+        tag: r.tag,
+        note: r.note,
+        expire_time: r.expire_time.map(timestamp),
+    }
+}
+
+pub fn number_to_proto(n: Number) -> pb::Number {
+    pb::Number {
+        id: n.id.to_string(),
+        e164: n.e164,
+        owner_id: n.owner_id.to_string(),
+        holder_id: n.holder_id.to_string(),
+        status: status_to_proto(n.status).into(),
+        series_id: n.series_id.map(|s| s.to_string()).unwrap_or_default(),
+        number_type: number_type_to_proto(n.attributes.number_type).into(),
+        source: source_to_proto(n.attributes.source).into(),
+        carrier: n.attributes.carrier,
+        sip_trunk: n.attributes.sip_trunk,
+        billing_reference: n.attributes.billing_reference,
+        service_info: n.attributes.service_info,
+        tags: n.attributes.tags,
+        labels: n.attributes.labels,
+        assignee: n.assignee.map(assignee_to_proto),
+        reservation: n.reservation.map(reservation_to_proto),
+        aging_end_time: n.aging_end_time.map(timestamp),
+        create_time: Some(timestamp(n.create_time)),
+        update_time: Some(timestamp(n.update_time)),
+        etag: domain_etag(n.version),
+    }
+}
+
+pub fn state_to_proto(s: NumberState) -> pb::NumberState {
+    pb::NumberState {
+        holder_id: s.holder_id.to_string(),
+        status: NumberStatus::parse(&s.status)
+            .map(status_to_proto)
+            .unwrap_or(pb::NumberStatus::Unspecified)
+            .into(),
+        assignee: s.assignee.map(assignee_to_proto),
+        reservation: s.reservation.map(reservation_to_proto),
+    }
+}
+
+pub fn operation_to_proto(op: Operation) -> pb::NumberOperation {
+    match op {
+        Operation::Add => pb::NumberOperation::Add,
+        Operation::Update => pb::NumberOperation::Update,
+        Operation::Delete => pb::NumberOperation::Delete,
+        Operation::Allocate => pb::NumberOperation::Allocate,
+        Operation::Withdraw => pb::NumberOperation::Withdraw,
+        Operation::Transfer => pb::NumberOperation::Transfer,
+        Operation::Assign => pb::NumberOperation::Assign,
+        Operation::Unassign => pb::NumberOperation::Unassign,
+        Operation::Reassign => pb::NumberOperation::Reassign,
+        Operation::Reserve => pb::NumberOperation::Reserve,
+        Operation::Unreserve => pb::NumberOperation::Unreserve,
+        Operation::ReservationExpire => pb::NumberOperation::ReservationExpire,
+        Operation::Release => pb::NumberOperation::Release,
+        Operation::Unbind => pb::NumberOperation::Unbind,
+        Operation::AgingEnd => pb::NumberOperation::AgingEnd,
+    }
+}
