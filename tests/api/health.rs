@@ -27,6 +27,7 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         auth: Authenticator::disabled(),
         page_tokens: numbering::paging::PageTokens::random(),
         health_interval: Duration::from_millis(50),
+        sweep_interval: Duration::from_millis(50),
     };
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(numbering::server::serve(
@@ -75,6 +76,7 @@ async fn liveness_stays_serving_while_the_database_is_unreachable() {
         auth: Authenticator::disabled(),
         page_tokens: numbering::paging::PageTokens::random(),
         health_interval: Duration::from_millis(50),
+        sweep_interval: Duration::from_millis(50),
     };
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(numbering::server::serve(

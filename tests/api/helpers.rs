@@ -168,6 +168,7 @@ pub async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> 
         auth,
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_millis(100),
+        sweep_interval: Duration::from_millis(100),
     };
     tokio::spawn(serve(listener, db, settings, async move {
         let _ = stopped.await;
