@@ -263,6 +263,22 @@ impl TestApp {
     }
 }
 
+/// A provider with two children, `a` and `b`, and a grandchild `a1` under `a`.
+pub struct Tree {
+    pub provider: pb::Account,
+    pub a: pb::Account,
+    pub b: pb::Account,
+    pub a1: pb::Account,
+}
+
+pub async fn tree(app: &TestApp) -> Tree {
+    let provider = app.provider("Acme").await;
+    let a = app.child(&provider, "Team A").await;
+    let b = app.child(&provider, "Team B").await;
+    let a1 = app.child(&a, "Team A1").await;
+    Tree { provider, a, b, a1 }
+}
+
 /// The ErrorInfo reason of a failed call, after checking its code.
 pub fn assert_error<T: std::fmt::Debug>(
     result: Result<T, tonic::Status>,
