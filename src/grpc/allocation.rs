@@ -255,44 +255,42 @@ async fn change_one(
     };
     let n = scoped_number(tx, p, &c.number, role, true).await?;
     check_etag(&c.etag, n.version, "number", &n.e164)?;
-    // The account an assignment lands in, which must then take the number.
-    let mut receiving = None;
-    let m = match &c.change {
+    // Assignments name the account they land in, which must then take the number.
+    let (m, receiving) = match &c.change {
         Change::Assign {
             assignee,
             override_reservation,
         } => {
             let account = assignee_account(tx, p, &n, assignee).await?;
-            let to = target(&account);
-            receiving = Some(account);
-            Move::Assign {
+            let m = Move::Assign {
                 assignee: assignee.clone(),
-                to,
+                to: target(&account),
                 override_reservation: *override_reservation,
-            }
+            };
+            (m, Some(account))
         }
         Change::Reassign { assignee } => {
             let account = assignee_account(tx, p, &n, assignee).await?;
-            let to = target(&account);
-            receiving = Some(account);
-            Move::Reassign {
+            let m = Move::Reassign {
                 assignee: assignee.clone(),
-                to,
-            }
+                to: target(&account),
+            };
+            (m, Some(account))
         }
-        Change::Unassign => Move::Unassign,
-        Change::Reserve(r) => Move::Reserve(r.clone()),
-        Change::Unreserve => Move::Unreserve,
-        Change::Release => Move::Release,
+        Change::Unassign => (Move::Unassign, None),
+        Change::Reserve(r) => (Move::Reserve(r.clone()), None),
+        Change::Unreserve => (Move::Unreserve, None),
+        Change::Release => (Move::Release, None),
         Change::Unbind => {
             // Back into the owner's pool: the owner's call, with the owner's aging period.
             let owner = accounts::get(tx, n.owner_id, false).await?;
             p.authorize(&owner.path, Role::Admin, false)?;
-            Move::Unbind {
+            let m = Move::Unbind {
                 owner_path: owner.path,
                 aging_period: owner.fields.aging_period,
                 now: SystemTime::now(),
-            }
+            };
+            (m, None)
         }
     };
     let after = lifecycle::next(&Standing::from(&n), &m)?;

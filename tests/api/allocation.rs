@@ -403,7 +403,7 @@ async fn asking_for_more_than_the_unused_numbers_moves_nothing_and_says_how_many
 
 #[tokio::test]
 async fn a_reserved_number_is_allocated_with_its_reservation() {
-    let (app, t, numbers, mut admin) = stocked(3).await;
+    let (_app, t, numbers, mut admin) = stocked(3).await;
     admin
         .allocation
         .reserve_number(reservation(&numbers[0], "role:reception"))
@@ -430,7 +430,6 @@ async fn a_reserved_number_is_allocated_with_its_reservation() {
         Code::FailedPrecondition,
     );
     assert_eq!(violated_preconditions(&status), ["NOT_ENOUGH_NUMBERS"]);
-    let _ = app;
 }
 
 #[tokio::test]
@@ -544,7 +543,7 @@ async fn nothing_is_allocated_or_assigned_into_a_suspended_account() {
 
 #[tokio::test]
 async fn a_quota_counts_the_whole_subtree_and_refuses_with_a_quota_failure() {
-    let (app, t, numbers, mut admin) = stocked(10).await;
+    let (app, t, _, mut admin) = stocked(10).await;
     admin
         .tenancy
         .update_account(pb::UpdateAccountRequest {
@@ -585,7 +584,6 @@ async fn a_quota_counts_the_whole_subtree_and_refuses_with_a_quota_failure() {
         assert_eq!(quota.violations[0].subject, format!("accounts/{}", t.a.id));
     }
     assert_eq!(snapshot(&app).await, before);
-    let _ = numbers;
     // Moves inside the subtree do not count twice.
     let from_a = e164s(
         &admin
@@ -604,7 +602,7 @@ async fn a_quota_counts_the_whole_subtree_and_refuses_with_a_quota_failure() {
 
 #[tokio::test]
 async fn withdraw_returns_unused_numbers_to_the_immediate_parent() {
-    let (app, t, numbers, mut admin) = stocked(6).await;
+    let (app, t, _, mut admin) = stocked(6).await;
     allocate(&mut admin, allocation(&t.provider, &t.a1, quantity(5))).await;
     let mut a_admin = app.clients(As::Admin(&t.a.id)).await;
     let back = a_admin
@@ -628,7 +626,6 @@ async fn withdraw_returns_unused_numbers_to_the_immediate_parent() {
         .await;
     // Withdrawing from one's own account is the parent's call.
     assert_error(listed, Code::PermissionDenied);
-    let _ = numbers;
 }
 
 #[tokio::test]

@@ -183,7 +183,7 @@ pub fn between(
     let mut v = Violations::new();
     let from_id = required_id(&mut v, "from_account_id", from);
     let to_id = required_id(&mut v, "to_account_id", to);
-    if !from.is_empty() && from == to {
+    if !from_id.is_nil() && from_id == to_id {
         v.add("to_account_id", "must differ from from_account_id");
     }
     let selection = selection(&mut v, s);
