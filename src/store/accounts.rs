@@ -64,12 +64,14 @@ fn not_found(id: Uuid) -> Error {
 }
 
 /// A live (not deleted) account; `lock` takes its row for the rest of the transaction.
+/// Prepared once per connection: every call of every service reads accounts for its scope.
 pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Account> {
     let sql = format!(
         "SELECT {COLUMNS} FROM accounts WHERE id = $1 AND delete_time IS NULL{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    db.query_opt(&sql, &[&id])
+    let statement = db.prepare_cached(&sql).await?;
+    db.query_opt(&statement, &[&id])
         .await?
         .map(|r| from_row(&r))
         .ok_or_else(|| not_found(id))
