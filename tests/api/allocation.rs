@@ -1314,9 +1314,18 @@ async fn batch_reserve_and_batch_unassign_change_every_number_named() {
 // ---------------------------------------------------------------------------------------------
 // History.
 
+/// Another number of the provider's pool, for a request about a different number.
+async fn numbers_other(app: &TestApp) -> String {
+    app.sql
+        .query_one("SELECT e164 FROM numbers ORDER BY e164 DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn history_lists_every_event_in_pages_and_answers_the_state_at_a_time() {
-    let (app, t, numbers, mut admin) = stocked(1).await;
+    let (app, t, numbers, mut admin) = stocked(2).await;
     let n = &numbers[0];
     allocate(&mut admin, allocation(&t.provider, &t.a, named(&[n]))).await;
     admin
@@ -1362,6 +1371,29 @@ async fn history_lists_every_event_in_pages_and_answers_the_state_at_a_time() {
         "7"
     );
     assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    // A page token is bound to its number.
+    let first = viewer
+        .allocation
+        .list_number_events(pb::ListNumberEventsRequest {
+            number: n.clone(),
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = assert_error(
+        viewer
+            .allocation
+            .list_number_events(pb::ListNumberEventsRequest {
+                number: numbers_other(&app).await,
+                page_size: 1,
+                page_token: first.next_page_token,
+            })
+            .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["page_token"]);
 
     // Who held it, and who had it, at the time of the assignment.
     let at = viewer
@@ -1632,7 +1664,7 @@ async fn bad_input_is_refused_with_every_field_named() {
 }
 
 #[tokio::test]
-async fn a_sub_account_cannot_allocate_from_its_parents_pool_or_withdraw_from_a_sibling() {
+async fn a_sub_account_cannot_allocate_from_its_parents_pool_withdraw_from_or_read_a_sibling() {
     let (app, t, numbers, mut admin) = stocked(4).await;
     allocate(&mut admin, allocation(&t.provider, &t.b, quantity(2))).await;
     let mut a_admin = app.clients(As::Admin(&t.a.id)).await;
@@ -1665,7 +1697,22 @@ async fn a_sub_account_cannot_allocate_from_its_parents_pool_or_withdraw_from_a_
             .await
             .map(|_| ()),
     ];
-    for result in denied {
+    let in_b = before
+        .numbers
+        .iter()
+        .find(|r| r.holder == t.b.id)
+        .unwrap()
+        .e164
+        .clone();
+    let history = a_admin
+        .allocation
+        .list_number_events(pb::ListNumberEventsRequest {
+            number: in_b,
+            ..Default::default()
+        })
+        .await
+        .map(|_| ());
+    for result in denied.into_iter().chain([history]) {
         assert_error(result, Code::PermissionDenied);
     }
     assert_eq!(snapshot(&app).await, before);
@@ -1734,6 +1781,20 @@ async fn a_retry_with_the_same_request_id_returns_the_first_answer_and_moves_not
     );
     assert_eq!(violated_fields(&status), ["request_id"]);
     assert_eq!(held(&app, &t.a, "available").await, 3);
+
+    // The same for a change of one number: one assignment, one event.
+    let assign = pb::AssignNumberRequest {
+        request_id: "assign-once".into(),
+        ..assignment(&first[0], agent("1", None))
+    };
+    let once = admin
+        .allocation
+        .assign_number(assign.clone())
+        .await
+        .unwrap();
+    let again = admin.allocation.assign_number(assign).await.unwrap();
+    assert_eq!(once.into_inner(), again.into_inner());
+    assert_eq!(operations(&app, &first[0]).await, ["allocate", "assign"]);
 }
 
 #[tokio::test]
