@@ -157,6 +157,20 @@ async fn move_selection(
     store::save_moves(tx, &moves, m.operation(), actor).await
 }
 
+/// The two accounts of a move between accounts, both in the caller's admin scope. The reads
+/// are pipelined on the connection: one round trip instead of two on every allocation.
+async fn both_accounts(
+    tx: &Transaction<'_>,
+    p: &Principal,
+    from: Uuid,
+    to: Uuid,
+) -> Result<(Account, Account)> {
+    futures::try_join!(
+        scoped_account(tx, p, from, Role::Admin, false, false),
+        scoped_account(tx, p, to, Role::Admin, false, false),
+    )
+}
+
 async fn allocate(
     tx: &Transaction<'_>,
     p: &Principal,
@@ -164,8 +178,7 @@ async fn allocate(
     selection: &Selection,
     actor: &Actor,
 ) -> Result<Vec<Number>> {
-    let from = scoped_account(tx, p, from, Role::Admin, false, false).await?;
-    let to = scoped_account(tx, p, to, Role::Admin, false, false).await?;
+    let (from, to) = both_accounts(tx, p, from, to).await?;
     lifecycle::require_descendant(&target(&from), &target(&to))?;
     let entering = entered(tx, &from.path, &to).await?;
     let m = Move::Allocate {
@@ -212,8 +225,7 @@ async fn transfer(
     selection: &Selection,
     actor: &Actor,
 ) -> Result<Vec<Number>> {
-    let from = scoped_account(tx, p, from, Role::Admin, false, false).await?;
-    let to = scoped_account(tx, p, to, Role::Admin, false, false).await?;
+    let (from, to) = both_accounts(tx, p, from, to).await?;
     let Some(ancestor) = lifecycle::common_ancestor(&from.path, &to.path) else {
         return Err(Error::precondition(
             "ACCOUNTS_IN_DIFFERENT_TREES",
