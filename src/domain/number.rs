@@ -263,12 +263,7 @@ impl Attributes {
             false,
             256,
         );
-        v.text(
-            &format!("{prefix}service_info"),
-            &self.service_info,
-            false,
-            1024,
-        );
+        v.free_text(&format!("{prefix}service_info"), &self.service_info, 1024);
         if self.tags.len() > MAX_TAGS {
             v.add(format!("{prefix}tags"), format!("at most {MAX_TAGS} tags"));
         }

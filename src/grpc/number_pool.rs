@@ -738,7 +738,7 @@ impl NumberPoolService for NumberPool {
             .ok()
             .flatten();
         v.text("series.display_name", &s.display_name, true, 256);
-        v.text("series.description", &s.description, false, 1024);
+        v.free_text("series.description", &s.description, 1024);
         v.request_id(&req.request_id);
         v.finish()?;
         let prefix = prefix.unwrap_or_default();
@@ -832,7 +832,7 @@ impl NumberPoolService for NumberPool {
         for path in &paths {
             match path.as_str() {
                 "display_name" => v.text("series.display_name", &s.display_name, true, 256),
-                "description" => v.text("series.description", &s.description, false, 1024),
+                "description" => v.free_text("series.description", &s.description, 1024),
                 other => v.add(
                     format!("update_mask.{other}"),
                     "not a field that can be updated",

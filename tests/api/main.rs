@@ -3,5 +3,6 @@
 mod auth;
 mod health;
 mod helpers;
+mod import;
 mod number_pool;
 mod tenancy;

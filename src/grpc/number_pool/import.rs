@@ -34,6 +34,8 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 pub const MAX_REPORTED: usize = 10_000;
 /// Rows per COPY batch and between progress messages.
 const BATCH_ROWS: usize = 10_000;
+/// COPY bytes per batch: with a few batches in flight, memory stays a few MiB whatever the rows.
+const BATCH_BYTES: usize = 1 << 20;
 const PROGRESS_EVERY: i64 = 50_000;
 
 /// The columns Import reads; `e164` is required.
@@ -180,11 +182,7 @@ impl Read for ChunkReader {
                     b'"' => self.in_quotes = !self.in_quotes,
                     b'\n' if !self.in_quotes => {
                         self.row_len = 0;
-                        if self.skipping {
-                            // The over-long row ends here; a stray quote in it is forgotten.
-                            self.skipping = false;
-                            self.in_quotes = false;
-                        }
+                        self.skipping = false;
                     }
                     _ => {}
                 }
@@ -194,12 +192,13 @@ impl Read for ChunkReader {
                 self.row_len += 1;
                 if self.row_len > MAX_LINE_BYTES {
                     self.skipping = true;
+                    // The marker closes an open quote for the parser; the quotes of what is
+                    // dropped are still followed, to find where the row really ends.
                     self.pending = if self.in_quotes {
                         b"\x01NUMBERING_ROW_TOO_LONG\x01\""
                     } else {
                         b"\x01NUMBERING_ROW_TOO_LONG\x01"
                     };
-                    self.in_quotes = false;
                     break;
                 }
                 buf[copied] = b;
@@ -397,7 +396,13 @@ fn parse(reader: ChunkReader, region: String, batches: mpsc::Sender<Result<Batch
         match csv.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                let line = record.position().map_or(line, |p| p.line() as i64);
+                // The line the record started on: where the parser is now, less the lines the
+                // record spans (csv's own start position counts a skipped blank line).
+                let spanned = record
+                    .iter()
+                    .map(|f| f.matches('\n').count())
+                    .sum::<usize>() as i64;
+                let line = csv.position().line() as i64 - 1 - spanned;
                 // A line of nothing but separators is a blank line.
                 if record.iter().all(|f| f.trim().is_empty()) {
                     continue;
@@ -421,7 +426,7 @@ fn parse(reader: ChunkReader, region: String, batches: mpsc::Sender<Result<Batch
                 }
             }
         }
-        if batch.rows as usize >= BATCH_ROWS {
+        if batch.rows as usize >= BATCH_ROWS || batch.copy.len() >= BATCH_BYTES {
             let full = std::mem::replace(
                 &mut batch,
                 Batch {
@@ -866,4 +871,61 @@ pub async fn export(
         }
     });
     Ok(Response::new(ReceiverStream::new(rx).boxed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows read, (line, reason) of each rejected row, and the COPY text of the good ones.
+    type Parsed = (i64, Vec<(i64, &'static str)>, String);
+
+    /// Runs the parser over `csv` delivered in `chunk`-byte pieces.
+    fn parse_all(csv: &[u8], chunk: usize) -> Result<Parsed> {
+        let (chunk_tx, chunk_rx) = mpsc::channel(1 << 16);
+        for piece in csv.chunks(chunk) {
+            chunk_tx
+                .try_send(Bytes::copy_from_slice(piece))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        drop(chunk_tx);
+        let (batch_tx, mut batch_rx) = mpsc::channel(1 << 16);
+        std::thread::spawn(move || parse(ChunkReader::new(chunk_rx), "US".into(), batch_tx))
+            .join()
+            .map_err(|_| Error::Internal("parser panicked".into()))?;
+        let (mut rows, mut rejected, mut copy) = (0, Vec::new(), Vec::new());
+        while let Ok(batch) = batch_rx.try_recv() {
+            let batch = batch?;
+            rows += batch.rows;
+            rejected.extend(batch.rejected.iter().map(|r| (r.line, r.reason)));
+            copy.extend(batch.copy);
+        }
+        Ok((rows, rejected, String::from_utf8_lossy(&copy).into_owned()))
+    }
+
+    #[test]
+    fn an_over_long_quoted_row_is_cut_and_the_next_rows_keep_their_lines() {
+        let long = "x".repeat(MAX_LINE_BYTES * 3);
+        let csv =
+            format!("e164,service_info,carrier\n+13035550100,\"{long}\",a\n\n+13035550101,,b\n");
+        for chunk in [7, 4096, 1 << 20] {
+            let (rows, rejected, copy) = parse_all(csv.as_bytes(), chunk).unwrap();
+            assert_eq!(rows, 2, "chunk {chunk}");
+            assert_eq!(rejected, [(2, "LINE_TOO_LONG")], "chunk {chunk}");
+            assert!(
+                copy.starts_with("4\t+13035550101\t"),
+                "chunk {chunk}: {copy}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_keep_their_line_numbers_across_blank_and_quoted_multi_line_rows() {
+        let csv = "e164,service_info\n\n+13035550100,\"two\nlines\"\n+1,\n\n\n+13035550101,x,y\n";
+        let (rows, rejected, copy) = parse_all(csv.as_bytes(), 3).unwrap();
+        assert_eq!(rows, 3);
+        assert_eq!(rejected, [(5, "INVALID_NUMBER"), (8, "WRONG_COLUMN_COUNT")]);
+        assert!(copy.starts_with("3\t+13035550100\t"), "{copy}");
+        assert!(copy.contains("two\\nlines"), "{copy}");
+    }
 }
