@@ -18,7 +18,10 @@ use common::{env_u64, percentile};
 async fn provider(c: &mut numbering_client::Clients, name: &str) -> pb::Account {
     c.tenancy
         .create_account(pb::CreateAccountRequest {
-            account: Some(pb::Account { display_name: name.into(), ..Default::default() }),
+            account: Some(pb::Account {
+                display_name: name.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -28,11 +31,21 @@ async fn provider(c: &mut numbering_client::Clients, name: &str) -> pb::Account 
 
 fn psql() -> String {
     let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("psql")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("psql"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     candidates
         .into_iter()
-        .chain(std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin/psql")))
+        .chain(
+            std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("bin/psql")),
+        )
         .find(|p| p.is_file())
         .map(|p| p.display().to_string())
         .expect("psql")
@@ -56,15 +69,25 @@ async fn seed(b: &common::Bench, provider: &str, from: i64, count: i64) {
             .expect("seed");
         done += n;
     }
-    b.sql.batch_execute("VACUUM ANALYZE numbers").await.expect("analyze");
+    b.sql
+        .batch_execute("VACUUM ANALYZE numbers")
+        .await
+        .expect("analyze");
 }
 
-async fn time_inventory(c: &mut numbering_client::Clients, account: &str, calls: usize) -> Duration {
+async fn time_inventory(
+    c: &mut numbering_client::Clients,
+    account: &str,
+    calls: usize,
+) -> Duration {
     let mut times = Vec::new();
     for _ in 0..calls {
         let t = Instant::now();
         c.number_pool
-            .get_inventory(pb::GetInventoryRequest { account_id: account.into(), include_subtree: true })
+            .get_inventory(pb::GetInventoryRequest {
+                account_id: account.into(),
+                include_subtree: true,
+            })
             .await
             .expect("inventory");
         times.push(t.elapsed());
@@ -93,10 +116,21 @@ async fn main() {
             ..Default::default()
         })),
     })
-    .chain(csv.as_bytes().chunks(1 << 20).map(|c| pb::ImportNumbersRequest { part: Some(Part::Chunk(c.to_vec())) }))
+    .chain(
+        csv.as_bytes()
+            .chunks(1 << 20)
+            .map(|c| pb::ImportNumbersRequest {
+                part: Some(Part::Chunk(c.to_vec())),
+            }),
+    )
     .collect();
     let t = Instant::now();
-    let mut answers = c.number_pool.import_numbers(futures::stream::iter(messages)).await.expect("import").into_inner();
+    let mut answers = c
+        .number_pool
+        .import_numbers(futures::stream::iter(messages))
+        .await
+        .expect("import")
+        .into_inner();
     let mut result = None;
     while let Some(a) = answers.message().await.expect("import stream") {
         if let Some(pb::import_numbers_response::Part::Result(r)) = a.part {
@@ -112,12 +146,25 @@ async fn main() {
     let path = format!("/{}/", owner.simple());
     let mut rows = String::new();
     for i in 0..result.rows_imported.max(1) {
-        rows.push_str(&format!("{}\t{owner}\t+1720{}\t{owner}\t{path}\tavailable\n", uuid::Uuid::new_v4(), 2_000_000 + i));
+        rows.push_str(&format!(
+            "{}\t{owner}\t+1720{}\t{owner}\t{path}\tavailable\n",
+            uuid::Uuid::new_v4(),
+            2_000_000 + i
+        ));
     }
     std::fs::write(&copy_file, rows).expect("write copy file");
     let t = Instant::now();
     let status = std::process::Command::new(psql())
-        .args(["-q", "-h", &b.dir.join("run").display().to_string(), "-U", "postgres", "-d", "bench", "-c"])
+        .args([
+            "-q",
+            "-h",
+            &b.dir.join("run").display().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "bench",
+            "-c",
+        ])
         .arg(format!(
             "\\copy numbers (id, provider_id, e164, holder_id, holder_path, status) FROM '{}'",
             copy_file.display()
@@ -167,7 +214,11 @@ async fn main() {
         let page = c
             .number_pool
             .list_numbers(pb::ListNumbersRequest {
-                filter: Some(pb::NumberFilter { owner_id: pool.id.clone(), prefix: p.clone(), ..Default::default() }),
+                filter: Some(pb::NumberFilter {
+                    owner_id: pool.id.clone(),
+                    prefix: p.clone(),
+                    ..Default::default()
+                }),
                 page_size: 100,
                 page_token: String::new(),
             })
@@ -188,7 +239,11 @@ async fn main() {
     let mut bare = Vec::new();
     for p in &prefixes {
         let t = Instant::now();
-        let rows = b.sql.query(&statement, &[&pool_id, &format!("{p}%")]).await.expect("query");
+        let rows = b
+            .sql
+            .query(&statement, &[&pool_id, &format!("{p}%")])
+            .await
+            .expect("query");
         bare.push(t.elapsed());
         assert_eq!(rows.len(), 101);
     }

@@ -33,11 +33,25 @@ pub async fn start(name: &str) -> Bench {
         ],
     )
     .expect("start PostgreSQL");
-    let (admin, conn) = pg.config("postgres").connect(tokio_postgres::NoTls).await.expect("connect");
+    let (admin, conn) = pg
+        .config("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
-    admin.batch_execute("CREATE DATABASE bench").await.expect("create database");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("host={} user=postgres dbname=bench", dir.join("run").display());
+    admin
+        .batch_execute("CREATE DATABASE bench")
+        .await
+        .expect("create database");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!(
+        "host={} user=postgres dbname=bench",
+        dir.join("run").display()
+    );
     let server = Command::new(env!("CARGO_BIN_EXE_numbering"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &url)
@@ -45,9 +59,19 @@ pub async fn start(name: &str) -> Bench {
         .env("NUMBERING_DB_MAX_CONNECTIONS", "40")
         .spawn()
         .expect("start the server");
-    let (sql, conn) = pg.config("bench").connect(tokio_postgres::NoTls).await.expect("connect");
+    let (sql, conn) = pg
+        .config("bench")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
-    let bench = Bench { pg, server, endpoint: format!("http://127.0.0.1:{port}"), sql, dir };
+    let bench = Bench {
+        pg,
+        server,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        sql,
+        dir,
+    };
     // Wait for the schema (the server migrates at start).
     for _ in 0..300 {
         let ready = bench
@@ -66,12 +90,15 @@ pub async fn start(name: &str) -> Bench {
 
 impl Bench {
     pub async fn clients(&self) -> Option<Clients> {
-        numbering_client::connect(self.endpoint.clone(), None).await.ok()
+        numbering_client::connect(self.endpoint.clone(), None)
+            .await
+            .ok()
     }
 
     /// The server's resident memory now and at its peak, in MiB.
     pub fn server_memory_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -93,7 +120,10 @@ impl Bench {
 
 /// Environment variable as a number, with a default.
 pub fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
