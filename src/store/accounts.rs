@@ -69,7 +69,7 @@ pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Accoun
         "SELECT {COLUMNS} FROM accounts WHERE id = $1 AND delete_time IS NULL{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    db.query_opt(&sql, &[&id])
+    db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
         .await?
         .map(|r| from_row(&r))
         .ok_or_else(|| not_found(id))
@@ -113,7 +113,7 @@ pub async fn insert(
     let aging = seconds(f.aging_period);
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &id,
                 &provider_id,
@@ -147,7 +147,7 @@ pub async fn update(db: &impl GenericClient, id: Uuid, f: &AccountFields) -> Res
     );
     let aging = seconds(f.aging_period);
     db.query_opt(
-        &sql,
+        &db.prepare_cached(&sql).await?,
         &[
             &id,
             &f.display_name,
@@ -169,7 +169,7 @@ pub async fn set_state(db: &impl GenericClient, id: Uuid, state: AccountState) -
         "UPDATE accounts SET state = $2, version = version + 1, update_time = now()
          WHERE id = $1 AND delete_time IS NULL RETURNING {COLUMNS}"
     );
-    db.query_opt(&sql, &[&id, &state.as_str()])
+    db.query_opt(&db.prepare_cached(&sql).await?, &[&id, &state.as_str()])
         .await?
         .map(|r| from_row(&r))
         .ok_or_else(|| not_found(id))
@@ -207,7 +207,7 @@ pub async fn path(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Account>>
         "SELECT {COLUMNS} FROM accounts WHERE id = ANY($1) AND delete_time IS NULL ORDER BY depth"
     );
     Ok(db
-        .query(&sql, &[&ids])
+        .query(&db.prepare_cached(&sql).await?, &[&ids])
         .await?
         .iter()
         .map(from_row)
@@ -248,7 +248,7 @@ pub async fn list(
     );
     let rows = db
         .query(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &f.parent.provider_id,
                 &f.recursive,

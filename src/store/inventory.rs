@@ -61,7 +61,7 @@ async fn sums(
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<BySeries> {
     let mut out = BySeries::new();
-    for row in db.query(sql, params).await? {
+    for row in db.query(&db.prepare_cached(sql).await?, params).await? {
         let series: Uuid = row.get(0);
         let status: &str = row.get(1);
         let n: i64 = row.get(2);

@@ -114,7 +114,8 @@ pub async fn find(db: &impl GenericClient, key: &str, lock: bool) -> Result<Numb
     let lock_clause = if lock { " FOR UPDATE" } else { "" };
     let row = if let Ok(id) = Uuid::parse_str(key) {
         let sql = format!("SELECT {COLUMNS} FROM numbers WHERE id = $1{lock_clause}");
-        db.query_opt(&sql, &[&id]).await?
+        db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
+            .await?
     } else {
         let e164 = E164::from_canonical(key).ok_or_else(|| {
             Error::invalid(
@@ -125,7 +126,8 @@ pub async fn find(db: &impl GenericClient, key: &str, lock: bool) -> Result<Numb
         let sql = format!(
             "SELECT {COLUMNS} FROM numbers WHERE e164 = $1 AND status <> 'deleted'{lock_clause}"
         );
-        db.query_opt(&sql, &[&e164.as_str()]).await?
+        db.query_opt(&db.prepare_cached(&sql).await?, &[&e164.as_str()])
+            .await?
     };
     row.map(|r| from_row(&r)).ok_or_else(|| not_found(key))
 }
@@ -163,7 +165,7 @@ pub async fn insert(db: &impl GenericClient, n: NewNumber<'_>, actor: &Actor) ->
     );
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &Uuid::new_v4(),
                 &n.owner_id,
@@ -209,7 +211,7 @@ pub async fn update_attributes(
     );
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &id,
                 &a.number_type.as_str(),
@@ -248,7 +250,7 @@ pub async fn save_state(
     let r = after.reservation.as_ref();
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &after.id,
                 &after.holder_id,
@@ -280,9 +282,12 @@ pub async fn record(
     actor: &Actor,
 ) -> Result<()> {
     db.execute(
-        "INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id,
+        &db.prepare_cached(
+            "INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id,
              request_id, operation, holder_path, before, after)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .await?,
         &[
             &after.owner_id,
             &after.id,
@@ -436,7 +441,7 @@ pub async fn list(
 ) -> Result<Vec<Number>> {
     let (sql, params) = q.select(after, Some(limit));
     Ok(db
-        .query(&sql, &refs(&params))
+        .query(&db.prepare_cached(&sql).await?, &refs(&params))
         .await?
         .iter()
         .map(from_row)
@@ -495,7 +500,7 @@ pub async fn consecutive_runs(
          FROM runs ORDER BY first_e164 LIMIT ${limit_param}"
     );
     Ok(db
-        .query(&sql, &refs(&params))
+        .query(&db.prepare_cached(&sql).await?, &refs(&params))
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -516,7 +521,7 @@ pub async fn available_range(
          ORDER BY e164"
     );
     Ok(db
-        .query(&sql, &[&holder, &first, &last])
+        .query(&db.prepare_cached(&sql).await?, &[&holder, &first, &last])
         .await?
         .iter()
         .map(from_row)

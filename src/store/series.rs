@@ -47,7 +47,7 @@ pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Series
         "SELECT {COLUMNS} FROM series WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    db.query_opt(&sql, &[&id])
+    db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
         .await?
         .map(|r| from_row(&r))
         .ok_or_else(|| not_found(id))
@@ -74,7 +74,7 @@ pub async fn insert(
     );
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &Uuid::new_v4(),
                 &provider_id,
@@ -91,7 +91,8 @@ pub async fn insert(
             },
             _ => e.into(),
         })?;
-    db.execute(REFILE, &[&provider_id, &prefix]).await?;
+    db.execute(&db.prepare_cached(REFILE).await?, &[&provider_id, &prefix])
+        .await?;
     Ok(from_row(&row))
 }
 
@@ -106,18 +107,28 @@ pub async fn update(
              update_time = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     );
-    db.query_opt(&sql, &[&id, &display_name, &description])
-        .await?
-        .map(|r| from_row(&r))
-        .ok_or_else(|| not_found(id))
+    db.query_opt(
+        &db.prepare_cached(&sql).await?,
+        &[&id, &display_name, &description],
+    )
+    .await?
+    .map(|r| from_row(&r))
+    .ok_or_else(|| not_found(id))
 }
 
 /// Deletes a series; its numbers fall to the next longest prefix at once.
 pub async fn delete(db: &impl GenericClient, series: &Series) -> Result<()> {
-    db.execute("DELETE FROM series WHERE id = $1", &[&series.id])
-        .await?;
-    db.execute(REFILE, &[&series.provider_id, &series.prefix])
-        .await?;
+    db.execute(
+        &db.prepare_cached("DELETE FROM series WHERE id = $1")
+            .await?,
+        &[&series.id],
+    )
+    .await?;
+    db.execute(
+        &db.prepare_cached(REFILE).await?,
+        &[&series.provider_id, &series.prefix],
+    )
+    .await?;
     Ok(())
 }
 
@@ -133,7 +144,10 @@ pub async fn list(
          ORDER BY prefix LIMIT $3"
     );
     Ok(db
-        .query(&sql, &[&provider_id, &after.unwrap_or(""), &limit])
+        .query(
+            &db.prepare_cached(&sql).await?,
+            &[&provider_id, &after.unwrap_or(""), &limit],
+        )
         .await?
         .iter()
         .map(from_row)
