@@ -383,7 +383,17 @@ impl NumberQuery {
             bind(&mut clauses, "series_id = ?", Box::new(s));
         }
         if let Some(like) = &self.e164_like {
-            bind(&mut clauses, "e164 LIKE ?", Box::new(like.clone()));
+            // The literal head of the pattern as a range: a prepared statement's generic plan
+            // cannot turn `LIKE $n` into index bounds, but it can use these. Under collation C,
+            // every string that starts with `head` sorts in [head, head || ':').
+            let head: String = like.chars().take_while(|c| *c != '%' && *c != '_').collect();
+            if !head.is_empty() {
+                bind(&mut clauses, "e164 >= ?", Box::new(head.clone()));
+                bind(&mut clauses, "e164 < ?", Box::new(format!("{head}:")));
+            }
+            if like != &format!("{head}%") {
+                bind(&mut clauses, "e164 LIKE ?", Box::new(like.clone()));
+            }
         }
         if let Some(t) = &self.tag {
             bind(&mut clauses, "? = ANY(tags)", Box::new(t.clone()));
