@@ -221,8 +221,10 @@ pub async fn number_query(
     v.labels("filter.labels", &f.labels);
     v.text("filter.assignee_id", &f.assignee_id, false, 256);
     v.finish()?;
-    let mut q =
-        NumberQuery::new(filter_scope(db, p, holder_id, f.include_subtree, owner_id).await?);
+    let scope = filter_scope(db, p, holder_id, f.include_subtree, owner_id).await?;
+    // A provider's scope already is its owner filter.
+    let owner_id = owner_id.filter(|o| !matches!(scope, Scope::Provider(p) if p == *o));
+    let mut q = NumberQuery::new(scope);
     q.owner_id = owner_id;
     q.statuses = statuses;
     q.series_id = series_id;
