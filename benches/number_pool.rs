@@ -231,7 +231,7 @@ async fn main() {
     let statement = b
         .sql
         .prepare(&format!(
-            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $2 || ':' ORDER BY e164, id LIMIT 101",
+            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164, id LIMIT 101",
             numbering::store::numbers::COLUMNS
         ))
         .await
