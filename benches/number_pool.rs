@@ -241,7 +241,7 @@ async fn main() {
         let t = Instant::now();
         let rows = b
             .sql
-            .query(&statement, &[&pool_id, &format!("{p}%")])
+            .query(&statement, &[&pool_id, p, &format!("{p}:")])
             .await
             .expect("query");
         bare.push(t.elapsed());
