@@ -6,7 +6,7 @@ CREATE TABLE accounts (
     provider_id     uuid NOT NULL REFERENCES accounts (id),
     parent_id       uuid REFERENCES accounts (id),
     -- Materialised path: '/<root>/<child>/.../<id>/' (simple UUIDs), for subtree queries by prefix.
-    path            text NOT NULL,
+    path            text COLLATE "C" NOT NULL,
     depth           integer NOT NULL CHECK (depth >= 0),
     -- Creation order, for stable pages.
     seq             bigint GENERATED ALWAYS AS IDENTITY,
@@ -26,7 +26,7 @@ CREATE TABLE accounts (
     CONSTRAINT accounts_aging_on_providers CHECK (parent_id IS NULL OR aging_period_seconds = 0)
 );
 
-CREATE UNIQUE INDEX accounts_path ON accounts (path text_pattern_ops);
+CREATE UNIQUE INDEX accounts_path ON accounts (path);
 CREATE INDEX accounts_children ON accounts (parent_id, seq) WHERE delete_time IS NULL;
 CREATE INDEX accounts_subtree ON accounts (provider_id, depth, seq) WHERE delete_time IS NULL;
 CREATE UNIQUE INDEX accounts_external_ref ON accounts (provider_id, coalesce(parent_id, id), external_ref)

@@ -3,7 +3,7 @@
 CREATE TABLE series (
     id              uuid PRIMARY KEY,
     provider_id     uuid NOT NULL REFERENCES accounts (id),
-    prefix          text NOT NULL CHECK (prefix ~ '^\+[1-9][0-9]{0,14}$'),
+    prefix          text COLLATE "C" NOT NULL CHECK (prefix ~ '^\+[1-9][0-9]{0,14}$'),
     display_name    text NOT NULL CHECK (length(display_name) BETWEEN 1 AND 256),
     description     text NOT NULL DEFAULT '' CHECK (length(description) <= 1024),
     version         bigint NOT NULL DEFAULT 1,
@@ -16,10 +16,11 @@ CREATE TABLE numbers (
     id                  uuid PRIMARY KEY,
     -- The owner: the provider that added the number. Never changes.
     provider_id         uuid NOT NULL REFERENCES accounts (id),
-    e164                text NOT NULL CHECK (e164 ~ '^\+[1-9][0-9]{0,14}$'),
+    -- Collation C: byte order is E.164 order, and one btree serves both LIKE 'prefix%' and ORDER BY.
+    e164                text COLLATE "C" NOT NULL CHECK (e164 ~ '^\+[1-9][0-9]{0,14}$'),
     holder_id           uuid NOT NULL REFERENCES accounts (id),
     -- The holder's materialised path, for subtree filters without walking the tree.
-    holder_path         text NOT NULL,
+    holder_path         text COLLATE "C" NOT NULL,
     status              text NOT NULL CHECK (status IN ('available', 'reserved', 'assigned', 'returned', 'aging', 'deleted')),
     series_id           uuid REFERENCES series (id) ON DELETE SET NULL,
     number_type         text NOT NULL DEFAULT 'unspecified',
@@ -58,10 +59,10 @@ CREATE TABLE numbers (
 -- One live number per E.164; a deleted one may be added again.
 CREATE UNIQUE INDEX numbers_live_e164 ON numbers (e164) WHERE status <> 'deleted';
 CREATE INDEX numbers_e164_history ON numbers (e164, create_time);
-CREATE INDEX numbers_holder_path ON numbers (holder_path text_pattern_ops, e164) WHERE status <> 'deleted';
-CREATE INDEX numbers_provider_e164 ON numbers (provider_id, e164 text_pattern_ops) WHERE status <> 'deleted';
+CREATE INDEX numbers_holder_path ON numbers (holder_path, e164) WHERE status <> 'deleted';
+CREATE INDEX numbers_provider_e164 ON numbers (provider_id, e164) WHERE status <> 'deleted';
 CREATE INDEX numbers_available_pick ON numbers (holder_id, pick) WHERE status = 'available';
-CREATE INDEX numbers_holder_e164 ON numbers (holder_id, e164 text_pattern_ops) WHERE status <> 'deleted';
+CREATE INDEX numbers_holder_e164 ON numbers (holder_id, e164) WHERE status <> 'deleted';
 CREATE INDEX numbers_series ON numbers (series_id) WHERE series_id IS NOT NULL;
 CREATE INDEX numbers_assignee ON numbers (assignee_id) WHERE assignee_id IS NOT NULL;
 CREATE INDEX numbers_reservation_expiry ON numbers (reservation_expire_time) WHERE status = 'reserved' AND reservation_expire_time IS NOT NULL;
@@ -104,7 +105,7 @@ CREATE TABLE number_events (
     request_id      text NOT NULL DEFAULT '',
     operation       text NOT NULL,
     -- The holder's path after the change, so Watch can select an account's subtree.
-    holder_path     text NOT NULL,
+    holder_path     text COLLATE "C" NOT NULL,
     before          jsonb,
     after           jsonb NOT NULL
 );

@@ -136,3 +136,77 @@ impl tonic::service::Interceptor for AuthInterceptor {
         Ok(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+
+    fn claims(account: Uuid) -> serde_json::Value {
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        json!({"sub": "svc", "account": account.to_string(), "roles": ["operator"], "exp": exp, "aud": "numbering"})
+    }
+
+    fn check(public: &[u8], algorithm: Algorithm, private: EncodingKey) {
+        let auth = Authenticator::new(
+            KeySource::PublicKeyPem(public.to_vec()),
+            None,
+            Some("numbering"),
+        )
+        .unwrap();
+        let account = Uuid::new_v4();
+        let token = encode(&Header::new(algorithm), &claims(account), &private).unwrap();
+        let p = auth.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(p.account_id, Some(account));
+        assert_eq!(p.role, Some(Role::Operator));
+        assert!(!p.platform);
+        // Another account's claims under the first token's signature.
+        let other = encode(&Header::new(algorithm), &claims(Uuid::new_v4()), &private).unwrap();
+        let (signature, payload) = (
+            token.rsplit('.').next().unwrap(),
+            other.split('.').nth(1).unwrap(),
+        );
+        let forged = format!("{}.{payload}.{signature}", token.split('.').next().unwrap());
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {forged}"))),
+            Err(Error::Unauthenticated(_))
+        ));
+        let mut wrong_audience = claims(account);
+        wrong_audience["aud"] = "someone-else".into();
+        let token = encode(&Header::new(algorithm), &wrong_audience, &private).unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&format!("Bearer {token}"))),
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn rs256_tokens_verify_with_the_public_key_file() {
+        check(
+            include_bytes!("../tests/fixtures/rs256-test-public.pem"),
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/rs256-test-private.pem"))
+                .unwrap(),
+        );
+    }
+
+    #[test]
+    fn es256_tokens_verify_with_the_public_key_file() {
+        check(
+            include_bytes!("../tests/fixtures/es256-test-public.pem"),
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/es256-test-private.pem"))
+                .unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_short_hs256_secret_or_a_bad_key_file_is_refused_at_start() {
+        assert!(Authenticator::new(KeySource::Hs256Secret(b"short".to_vec()), None, None).is_err());
+        assert!(
+            Authenticator::new(KeySource::PublicKeyPem(b"not a key".to_vec()), None, None).is_err()
+        );
+    }
+}

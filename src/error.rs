@@ -234,3 +234,32 @@ impl From<deadpool_postgres::PoolError> for Error {
         }
     }
 }
+
+impl Error {
+    /// The google.rpc.Status of this error, for per-item results of batch answers.
+    pub fn into_rpc_status(self) -> tonic_types::pb::Status {
+        let status = Status::from(self);
+        <tonic_types::pb::Status as prost::Message>::decode(status.details()).unwrap_or(
+            tonic_types::pb::Status {
+                code: status.code() as i32,
+                message: status.message().to_string(),
+                details: Vec::new(),
+            },
+        )
+    }
+
+    /// The same error with its field names under `prefix` (`requests[3].`).
+    pub fn with_field_prefix(self, prefix: &str) -> Self {
+        match self {
+            Error::InvalidArgument(v) => Error::InvalidArgument(
+                v.into_iter()
+                    .map(|f| FieldViolation {
+                        field: format!("{prefix}{}", f.field),
+                        description: f.description,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}

@@ -263,12 +263,7 @@ impl Attributes {
             false,
             256,
         );
-        v.text(
-            &format!("{prefix}service_info"),
-            &self.service_info,
-            false,
-            1024,
-        );
+        v.free_text(&format!("{prefix}service_info"), &self.service_info, 1024);
         if self.tags.len() > MAX_TAGS {
             v.add(format!("{prefix}tags"), format!("at most {MAX_TAGS} tags"));
         }
@@ -392,5 +387,94 @@ impl Actor {
             account_id: None,
             request_id: String::new(),
         }
+    }
+}
+
+/// The phone keypad: vanity letters to digits.
+fn keypad(c: char) -> Option<char> {
+    Some(match c.to_ascii_uppercase() {
+        'A' | 'B' | 'C' => '2',
+        'D' | 'E' | 'F' => '3',
+        'G' | 'H' | 'I' => '4',
+        'J' | 'K' | 'L' => '5',
+        'M' | 'N' | 'O' => '6',
+        'P' | 'Q' | 'R' | 'S' => '7',
+        'T' | 'U' | 'V' => '8',
+        'W' | 'X' | 'Y' | 'Z' => '9',
+        _ => return None,
+    })
+}
+
+/// Turns a search pattern into a LIKE pattern on E.164: `+1303` is a prefix; `?` is one digit
+/// and `*` any digits, anchored at both ends; letters are vanity letters (`+1800FLOWERS`).
+/// Spaces, dashes, dots and parentheses are ignored.
+pub fn search_pattern(field: &str, pattern: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut wildcard = false;
+    let mut digits = 0;
+    for (i, c) in pattern.trim().chars().enumerate() {
+        match c {
+            '+' if i == 0 => out.push('+'),
+            '0'..='9' => {
+                digits += 1;
+                out.push(c);
+            }
+            '?' => {
+                wildcard = true;
+                digits += 1;
+                out.push('_');
+            }
+            '*' => {
+                wildcard = true;
+                out.push('%');
+            }
+            ' ' | '-' | '.' | '(' | ')' => {}
+            c if c.is_ascii_alphabetic() => {
+                digits += 1;
+                out.push(keypad(c).unwrap_or('0'));
+            }
+            _ => {
+                return Err(Error::invalid(
+                    field,
+                    format!("{c:?} is not allowed: use digits, letters, ? and *"),
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Ok("+%".into());
+    }
+    if !out.starts_with('+') {
+        return Err(Error::invalid(field, "start with + and the country code"));
+    }
+    if digits > 15 || pattern.len() > 64 {
+        return Err(Error::invalid(field, "longer than any E.164 number"));
+    }
+    if !wildcard {
+        out.push('%');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::search_pattern;
+
+    #[test]
+    fn patterns_become_like_patterns() {
+        assert_eq!(search_pattern("p", "+1303").unwrap(), "+1303%");
+        assert_eq!(
+            search_pattern("p", "+1 303-555-????").unwrap(),
+            "+1303555____"
+        );
+        assert_eq!(search_pattern("p", "+1*0100").unwrap(), "+1%0100");
+        assert_eq!(
+            search_pattern("p", "+1800FLOWERS").unwrap(),
+            "+18003569377%"
+        );
+        assert_eq!(search_pattern("p", "").unwrap(), "+%");
+        assert!(search_pattern("p", "1303").is_err());
+        assert!(search_pattern("p", "+1303%").is_err());
+        assert!(search_pattern("p", "+1234567890123456").is_err());
     }
 }

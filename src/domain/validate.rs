@@ -46,6 +46,18 @@ impl Violations {
         }
     }
 
+    /// Free text: like [`Self::text`], but line breaks and tabs are allowed.
+    pub fn free_text(&mut self, field: &str, value: &str, max: usize) {
+        if value.chars().count() > max {
+            self.add(field, format!("at most {max} characters"));
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            self.add(field, "must not contain control characters");
+        }
+    }
+
     pub fn labels(&mut self, field: &str, labels: &BTreeMap<String, String>) {
         if labels.len() > MAX_LABELS {
             self.add(field, format!("at most {MAX_LABELS} labels"));

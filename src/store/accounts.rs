@@ -64,14 +64,12 @@ fn not_found(id: Uuid) -> Error {
 }
 
 /// A live (not deleted) account; `lock` takes its row for the rest of the transaction.
-/// Prepared once per connection: every call of every service reads accounts for its scope.
 pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Account> {
     let sql = format!(
         "SELECT {COLUMNS} FROM accounts WHERE id = $1 AND delete_time IS NULL{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    let statement = db.prepare_cached(&sql).await?;
-    db.query_opt(&statement, &[&id])
+    db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
         .await?
         .map(|r| from_row(&r))
         .ok_or_else(|| not_found(id))
@@ -115,7 +113,7 @@ pub async fn insert(
     let aging = seconds(f.aging_period);
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &id,
                 &provider_id,
@@ -149,7 +147,7 @@ pub async fn update(db: &impl GenericClient, id: Uuid, f: &AccountFields) -> Res
     );
     let aging = seconds(f.aging_period);
     db.query_opt(
-        &sql,
+        &db.prepare_cached(&sql).await?,
         &[
             &id,
             &f.display_name,
@@ -171,7 +169,7 @@ pub async fn set_state(db: &impl GenericClient, id: Uuid, state: AccountState) -
         "UPDATE accounts SET state = $2, version = version + 1, update_time = now()
          WHERE id = $1 AND delete_time IS NULL RETURNING {COLUMNS}"
     );
-    db.query_opt(&sql, &[&id, &state.as_str()])
+    db.query_opt(&db.prepare_cached(&sql).await?, &[&id, &state.as_str()])
         .await?
         .map(|r| from_row(&r))
         .ok_or_else(|| not_found(id))
@@ -209,7 +207,7 @@ pub async fn path(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Account>>
         "SELECT {COLUMNS} FROM accounts WHERE id = ANY($1) AND delete_time IS NULL ORDER BY depth"
     );
     Ok(db
-        .query(&sql, &[&ids])
+        .query(&db.prepare_cached(&sql).await?, &[&ids])
         .await?
         .iter()
         .map(from_row)
@@ -250,7 +248,7 @@ pub async fn list(
     );
     let rows = db
         .query(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &f.parent.provider_id,
                 &f.recursive,

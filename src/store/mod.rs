@@ -3,8 +3,10 @@
 
 pub mod accounts;
 pub mod allocation;
+pub mod inventory;
 pub mod migrate;
 pub mod numbers;
+pub mod series;
 
 use std::time::Duration;
 
@@ -87,27 +89,13 @@ impl Db {
             .chain_update(&m.request)
             .finalize()
             .to_vec();
-        if keyed {
-            // Serialise retries of one request id, so that two at once cannot both run it.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
-                &[&m.actor, &m.request_id],
-            )
-            .await?;
-            let previous = tx
-                .query_opt(
-                    "SELECT fingerprint, response FROM idempotency WHERE actor = $1 AND request_id = $2",
-                    &[&m.actor, &m.request_id],
-                )
-                .await?;
-            if let Some(row) = previous {
-                let seen: Vec<u8> = row.get(0);
-                if seen != fingerprint {
-                    return Err(Error::RequestIdReused);
-                }
-                let response: Vec<u8> = row.get(1);
-                return T::decode(response.as_slice()).map_err(|e| Error::Internal(e.to_string()));
+        if keyed
+            && let Some((seen, response)) = idempotency_claim(&tx, m.actor, m.request_id).await?
+        {
+            if seen != fingerprint {
+                return Err(Error::RequestIdReused);
             }
+            return T::decode(response.as_slice()).map_err(|e| Error::Internal(e.to_string()));
         }
         let answer = change(&tx).await?;
         if m.validate_only {
@@ -115,20 +103,56 @@ impl Db {
             return Ok(answer);
         }
         if keyed {
-            tx.execute(
-                "INSERT INTO idempotency (actor, request_id, method, fingerprint, response)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &m.actor,
-                    &m.request_id,
-                    &m.method,
-                    &fingerprint,
-                    &answer.encode_to_vec(),
-                ],
+            idempotency_record(
+                &tx,
+                m.actor,
+                m.request_id,
+                m.method,
+                &fingerprint,
+                &answer.encode_to_vec(),
             )
             .await?;
         }
         tx.commit().await?;
         Ok(answer)
     }
+}
+
+/// Takes the lock of one request id for the rest of the transaction (so two retries at once
+/// cannot both run), and answers the fingerprint and response recorded for it, if any.
+pub async fn idempotency_claim(
+    tx: &Transaction<'_>,
+    actor: &str,
+    request_id: &str,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+        &[&actor, &request_id],
+    )
+    .await?;
+    Ok(tx
+        .query_opt(
+            "SELECT fingerprint, response FROM idempotency WHERE actor = $1 AND request_id = $2",
+            &[&actor, &request_id],
+        )
+        .await?
+        .map(|row| (row.get(0), row.get(1))))
+}
+
+/// Records the first answer to a request id, in the transaction of the change it answers.
+pub async fn idempotency_record(
+    tx: &Transaction<'_>,
+    actor: &str,
+    request_id: &str,
+    method: &str,
+    fingerprint: &[u8],
+    response: &[u8],
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO idempotency (actor, request_id, method, fingerprint, response)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&actor, &request_id, &method, &fingerprint, &response],
+    )
+    .await?;
+    Ok(())
 }

@@ -114,7 +114,8 @@ pub async fn find(db: &impl GenericClient, key: &str, lock: bool) -> Result<Numb
     let lock_clause = if lock { " FOR UPDATE" } else { "" };
     let row = if let Ok(id) = Uuid::parse_str(key) {
         let sql = format!("SELECT {COLUMNS} FROM numbers WHERE id = $1{lock_clause}");
-        db.query_opt(&sql, &[&id]).await?
+        db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
+            .await?
     } else {
         let e164 = E164::from_canonical(key).ok_or_else(|| {
             Error::invalid(
@@ -125,7 +126,8 @@ pub async fn find(db: &impl GenericClient, key: &str, lock: bool) -> Result<Numb
         let sql = format!(
             "SELECT {COLUMNS} FROM numbers WHERE e164 = $1 AND status <> 'deleted'{lock_clause}"
         );
-        db.query_opt(&sql, &[&e164.as_str()]).await?
+        db.query_opt(&db.prepare_cached(&sql).await?, &[&e164.as_str()])
+            .await?
     };
     row.map(|r| from_row(&r)).ok_or_else(|| not_found(key))
 }
@@ -163,7 +165,7 @@ pub async fn insert(db: &impl GenericClient, n: NewNumber<'_>, actor: &Actor) ->
     );
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &Uuid::new_v4(),
                 &n.owner_id,
@@ -209,7 +211,7 @@ pub async fn update_attributes(
     );
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &id,
                 &a.number_type.as_str(),
@@ -248,7 +250,7 @@ pub async fn save_state(
     let r = after.reservation.as_ref();
     let row = db
         .query_one(
-            &sql,
+            &db.prepare_cached(&sql).await?,
             &[
                 &after.id,
                 &after.holder_id,
@@ -280,9 +282,12 @@ pub async fn record(
     actor: &Actor,
 ) -> Result<()> {
     db.execute(
-        "INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id,
+        &db.prepare_cached(
+            "INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id,
              request_id, operation, holder_path, before, after)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .await?,
         &[
             &after.owner_id,
             &after.id,
@@ -298,4 +303,240 @@ pub async fn record(
     )
     .await?;
     Ok(())
+}
+
+/// Whose numbers a query may see: the caller's scope, already authorised.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every number (the platform without a holder filter).
+    All,
+    /// Every number of a provider's tree (its root path is the whole tree).
+    Provider(Uuid),
+    /// Numbers held in the subtree whose root has this path.
+    Subtree(String),
+    /// Numbers held by exactly this account.
+    Holder(Uuid),
+}
+
+/// What List, Search and Export select.
+#[derive(Debug, Clone)]
+pub struct NumberQuery {
+    pub scope: Scope,
+    pub owner_id: Option<Uuid>,
+    /// Empty means every status but deleted.
+    pub statuses: Vec<NumberStatus>,
+    pub series_id: Option<Uuid>,
+    /// A LIKE pattern on the E.164 (`+1303%`, `+1303555____`).
+    pub e164_like: Option<String>,
+    pub tag: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub assignee_id: Option<String>,
+}
+
+type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+impl NumberQuery {
+    pub fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            owner_id: None,
+            statuses: Vec::new(),
+            series_id: None,
+            e164_like: None,
+            tag: None,
+            labels: BTreeMap::new(),
+            assignee_id: None,
+        }
+    }
+
+    /// The WHERE clause and its parameters ($1...).
+    fn where_clause(&self) -> (String, Vec<Param>) {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut params: Vec<Param> = Vec::new();
+        let mut bind = |clauses: &mut Vec<String>, sql: &str, p: Param| {
+            params.push(p);
+            clauses.push(sql.replace('?', &format!("${}", params.len())));
+        };
+        match &self.scope {
+            Scope::All => {}
+            Scope::Provider(p) => bind(&mut clauses, "provider_id = ?", Box::new(*p)),
+            Scope::Subtree(path) => bind(
+                &mut clauses,
+                "holder_path LIKE ?",
+                Box::new(format!("{path}%")),
+            ),
+            Scope::Holder(h) => bind(&mut clauses, "holder_id = ?", Box::new(*h)),
+        }
+        let with_deleted = self.statuses.contains(&NumberStatus::Deleted);
+        if !with_deleted {
+            // Spelled out so the partial indexes (WHERE status <> 'deleted') apply.
+            clauses.push("status <> 'deleted'".into());
+        }
+        if !self.statuses.is_empty() {
+            let words: Vec<String> = self.statuses.iter().map(|s| s.as_str().into()).collect();
+            bind(&mut clauses, "status = ANY(?)", Box::new(words));
+        }
+        if let Some(o) = self.owner_id {
+            bind(&mut clauses, "provider_id = ?", Box::new(o));
+        }
+        if let Some(s) = self.series_id {
+            bind(&mut clauses, "series_id = ?", Box::new(s));
+        }
+        if let Some(like) = &self.e164_like {
+            // The literal head of the pattern as a range: a prepared statement's generic plan
+            // cannot turn `LIKE $n` into index bounds, but it can use these. Under collation C,
+            // every string that starts with `head` sorts in [head, head || ':').
+            let head: String = like
+                .chars()
+                .take_while(|c| *c != '%' && *c != '_')
+                .collect();
+            if !head.is_empty() {
+                bind(&mut clauses, "e164 >= ?", Box::new(head.clone()));
+                bind(&mut clauses, "e164 < ?", Box::new(format!("{head}:")));
+            }
+            if like != &format!("{head}%") {
+                bind(&mut clauses, "e164 LIKE ?", Box::new(like.clone()));
+            }
+        }
+        if let Some(t) = &self.tag {
+            bind(&mut clauses, "? = ANY(tags)", Box::new(t.clone()));
+        }
+        if !self.labels.is_empty() {
+            bind(
+                &mut clauses,
+                "labels @> ?",
+                Box::new(Json(self.labels.clone())),
+            );
+        }
+        if let Some(a) = &self.assignee_id {
+            bind(&mut clauses, "assignee_id = ?", Box::new(a.clone()));
+        }
+        if clauses.is_empty() {
+            clauses.push("true".into());
+        }
+        (clauses.join(" AND "), params)
+    }
+
+    /// The full SELECT in E.164 order after `after` (E.164 and id), at most `limit` rows.
+    fn select(&self, after: Option<&(String, Uuid)>, limit: Option<i64>) -> (String, Vec<Param>) {
+        let (mut clause, mut params) = self.where_clause();
+        if let Some((e164, id)) = after {
+            params.push(Box::new(e164.clone()));
+            params.push(Box::new(*id));
+            clause.push_str(&format!(
+                " AND (e164, id) > (${}, ${})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
+        let mut sql = format!("SELECT {COLUMNS} FROM numbers WHERE {clause} ORDER BY e164, id");
+        if let Some(limit) = limit {
+            params.push(Box::new(limit));
+            sql.push_str(&format!(" LIMIT ${}", params.len()));
+        }
+        (sql, params)
+    }
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// One page of a query.
+pub async fn list(
+    db: &impl GenericClient,
+    q: &NumberQuery,
+    after: Option<&(String, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Number>> {
+    let (sql, params) = q.select(after, Some(limit));
+    Ok(db
+        .query(&db.prepare_cached(&sql).await?, &refs(&params))
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
+/// Opens a portal over every number a query selects, in the caller's transaction, so the
+/// answer can be read in batches with bounded memory whatever its size.
+pub async fn open_cursor(
+    tx: &deadpool_postgres::Transaction<'_>,
+    q: &NumberQuery,
+) -> Result<tokio_postgres::Portal> {
+    let (sql, params) = q.select(None, None);
+    let statement = tx.prepare(&sql).await?;
+    Ok(tx.bind(&statement, &refs(&params)).await?)
+}
+
+/// The next `batch` numbers of a cursor; fewer at the end.
+pub async fn next_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    portal: &tokio_postgres::Portal,
+    batch: i32,
+) -> Result<Vec<Number>> {
+    Ok(tx
+        .query_portal(portal, batch)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
+/// Runs of `run` consecutive numbers among those a query selects (same length, each one more
+/// than the last), in E.164 order: the first and last E.164 of each run's first `run` numbers.
+pub async fn consecutive_runs(
+    db: &impl GenericClient,
+    q: &NumberQuery,
+    run: i64,
+    limit: i64,
+) -> Result<Vec<(String, String)>> {
+    let (clause, mut params) = q.where_clause();
+    params.push(Box::new(run));
+    let run_param = params.len();
+    params.push(Box::new(limit));
+    let limit_param = params.len();
+    // Numbers of one run share (length, value - position); e164 fits in a bigint (15 digits).
+    let sql = format!(
+        "WITH selected AS (
+             SELECT e164, length(e164) AS len,
+                    substr(e164, 2)::bigint - row_number() OVER (PARTITION BY length(e164) ORDER BY e164) AS run_key
+             FROM numbers WHERE {clause}),
+         runs AS (
+             SELECT min(e164) AS first_e164, len, count(*) AS size FROM selected
+             GROUP BY len, run_key HAVING count(*) >= ${run_param})
+         SELECT first_e164,
+                '+' || (substr(first_e164, 2)::bigint + ${run_param} - 1)::text AS last_e164
+         FROM runs ORDER BY first_e164 LIMIT ${limit_param}"
+    );
+    Ok(db
+        .query(&db.prepare_cached(&sql).await?, &refs(&params))
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// AVAILABLE numbers of a holder between two E.164 numbers of the same length, both included.
+pub async fn available_range(
+    db: &impl GenericClient,
+    holder: Uuid,
+    first: &str,
+    last: &str,
+) -> Result<Vec<Number>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM numbers
+         WHERE holder_id = $1 AND status = 'available' AND e164 BETWEEN $2 AND $3
+           AND length(e164) = length($2)
+         ORDER BY e164"
+    );
+    Ok(db
+        .query(&db.prepare_cached(&sql).await?, &[&holder, &first, &last])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
 }

@@ -1,21 +1,16 @@
 use std::time::Duration;
 
 use numbering::auth::Authenticator;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::spawn_app;
 
-#[tokio::test]
-async fn health_is_serving_once_the_database_is_migrated() {
-    let app = spawn_app().await;
-    assert_eq!(app.health().await, ServingStatus::Serving as i32);
-}
-
-#[tokio::test]
-async fn health_is_not_serving_while_the_database_is_unreachable() {
+/// A server whose database is a socket directory where no PostgreSQL listens.
+async fn health_of_a_server_without_database() -> HealthClient<tonic::transport::Channel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    // A socket directory where no PostgreSQL listens.
     let mut config = tokio_postgres::Config::new();
     config
         .host_path("/nonexistent-numbering-socket-dir")
@@ -29,14 +24,12 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         health_interval: Duration::from_millis(50),
         sweep_interval: Duration::from_millis(50),
     };
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The server runs until the test's runtime ends.
     tokio::spawn(numbering::server::serve(
         listener,
         db,
         settings,
-        async move {
-            let _ = stopped.await;
-        },
+        std::future::pending(),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let channel = tonic::transport::Endpoint::from_shared(endpoint)
@@ -44,18 +37,36 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         .connect()
         .await
         .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    for service in ["", "numbering.v1.TenancyService"] {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
+    HealthClient::new(channel)
+}
+
+async fn status(health: &mut HealthClient<tonic::transport::Channel>, service: &str) -> i32 {
+    health
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+#[tokio::test]
+async fn health_is_serving_once_the_database_is_migrated() {
+    let app = spawn_app().await;
+    assert_eq!(app.health().await, ServingStatus::Serving as i32);
+}
+
+#[tokio::test]
+async fn health_is_not_serving_while_the_database_is_unreachable() {
+    let mut health = health_of_a_server_without_database().await;
+    for service in [
+        "",
+        "numbering.v1.TenancyService",
+        "numbering.v1.AllocationService",
+    ] {
         assert_eq!(
-            status,
+            status(&mut health, service).await,
             ServingStatus::NotServing as i32,
             "service {service:?}"
         );
@@ -64,45 +75,13 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
 
 #[tokio::test]
 async fn liveness_stays_serving_while_the_database_is_unreachable() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host_path("/nonexistent-numbering-socket-dir")
-        .user("postgres")
-        .dbname("none");
-    let db = numbering::store::Db::new(config, 1).unwrap();
-    let settings = numbering::server::Settings {
-        auth: Authenticator::disabled(),
-        page_tokens: numbering::paging::PageTokens::random(),
-        health_interval: Duration::from_millis(50),
-        sweep_interval: Duration::from_millis(50),
-    };
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(numbering::server::serve(
-        listener,
-        db,
-        settings,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let status = |service: &str| tonic_health::pb::HealthCheckRequest {
-        service: service.into(),
-    };
-    let live = health
-        .check(status(numbering::server::LIVENESS))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(live.status, ServingStatus::Serving as i32);
-    let ready = health.check(status("")).await.unwrap().into_inner();
-    assert_eq!(ready.status, ServingStatus::NotServing as i32);
+    let mut health = health_of_a_server_without_database().await;
+    assert_eq!(
+        status(&mut health, numbering::server::LIVENESS).await,
+        ServingStatus::Serving as i32
+    );
+    assert_eq!(
+        status(&mut health, "").await,
+        ServingStatus::NotServing as i32
+    );
 }

@@ -4,4 +4,6 @@ mod allocation;
 mod auth;
 mod health;
 mod helpers;
+mod import;
+mod number_pool;
 mod tenancy;

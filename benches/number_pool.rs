@@ -1,0 +1,263 @@
+//! NumberPool benchmarks against DESIGN.md §7, run with `cargo bench --bench number_pool`:
+//! - import of BENCH_IMPORT_ROWS (1,000,000) rows through the import RPC vs `\copy` of the same
+//!   number of rows into the same table;
+//! - a page of 100 numbers by prefix out of BENCH_NUMBERS (10,000,000) vs the bare SQL query;
+//! - inventory of an account at 100,000 and at BENCH_NUMBERS numbers;
+//! - the server's resident memory.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use numbering_client::v1 as pb;
+use pb::import_numbers_request::Part;
+
+use common::{env_u64, percentile};
+
+async fn provider(c: &mut numbering_client::Clients, name: &str) -> pb::Account {
+    c.tenancy
+        .create_account(pb::CreateAccountRequest {
+            account: Some(pb::Account {
+                display_name: name.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("create provider")
+        .into_inner()
+}
+
+fn psql() -> String {
+    let candidates = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("psql"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    candidates
+        .into_iter()
+        .chain(
+            std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("bin/psql")),
+        )
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .expect("psql")
+}
+
+/// Seeds `count` numbers for `provider` by SQL, a million per statement.
+async fn seed(b: &common::Bench, provider: &str, from: i64, count: i64) {
+    let id = uuid::Uuid::parse_str(provider).unwrap();
+    let path = format!("/{}/", id.simple());
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(1_000_000);
+        b.sql
+            .execute(
+                "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
+                 SELECT gen_random_uuid(), $1, '+1' || (2000000000 + g)::text, $1, $2, 'available'
+                 FROM generate_series($3::bigint, $4::bigint) g",
+                &[&id, &path, &(from + done), &(from + done + n - 1)],
+            )
+            .await
+            .expect("seed");
+        done += n;
+    }
+    b.sql
+        .batch_execute("VACUUM ANALYZE numbers")
+        .await
+        .expect("analyze");
+}
+
+async fn time_inventory(
+    c: &mut numbering_client::Clients,
+    account: &str,
+    calls: usize,
+) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..calls {
+        let t = Instant::now();
+        c.number_pool
+            .get_inventory(pb::GetInventoryRequest {
+                account_id: account.into(),
+                include_subtree: true,
+            })
+            .await
+            .expect("inventory");
+        times.push(t.elapsed());
+    }
+    times.sort();
+    percentile(&times, 0.5)
+}
+
+#[tokio::main]
+async fn main() {
+    let import_rows = env_u64("BENCH_IMPORT_ROWS", 1_000_000);
+    let numbers = env_u64("BENCH_NUMBERS", 10_000_000) as i64;
+    let b = common::start("pool").await;
+    let mut c = b.clients().await.expect("client");
+
+    // Import through the RPC vs \copy of as many rows.
+    let importer = provider(&mut c, "Importer").await;
+    let mut csv = String::from("e164,carrier\n");
+    for i in 0..import_rows {
+        csv.push_str(&format!("+1303{},Acme\n", 2_000_000 + i));
+    }
+    let messages: Vec<pb::ImportNumbersRequest> = std::iter::once(pb::ImportNumbersRequest {
+        part: Some(Part::Options(pb::ImportOptions {
+            owner_id: importer.id.clone(),
+            mode: pb::ImportMode::BestEffort as i32,
+            ..Default::default()
+        })),
+    })
+    .chain(
+        csv.as_bytes()
+            .chunks(1 << 20)
+            .map(|c| pb::ImportNumbersRequest {
+                part: Some(Part::Chunk(c.to_vec())),
+            }),
+    )
+    .collect();
+    let t = Instant::now();
+    let mut answers = c
+        .number_pool
+        .import_numbers(futures::stream::iter(messages))
+        .await
+        .expect("import")
+        .into_inner();
+    let mut result = None;
+    while let Some(a) = answers.message().await.expect("import stream") {
+        if let Some(pb::import_numbers_response::Part::Result(r)) = a.part {
+            result = Some(r);
+        }
+    }
+    let import_time = t.elapsed();
+    let result = result.expect("result");
+    let (_, import_peak) = b.server_memory_mib();
+
+    let copy_file = b.dir.join("copy.tsv");
+    let owner = uuid::Uuid::parse_str(&importer.id).unwrap();
+    let path = format!("/{}/", owner.simple());
+    let mut rows = String::new();
+    for i in 0..result.rows_imported.max(1) {
+        rows.push_str(&format!(
+            "{}\t{owner}\t+1720{}\t{owner}\t{path}\tavailable\n",
+            uuid::Uuid::new_v4(),
+            2_000_000 + i
+        ));
+    }
+    std::fs::write(&copy_file, rows).expect("write copy file");
+    let t = Instant::now();
+    let status = std::process::Command::new(psql())
+        .args([
+            "-q",
+            "-h",
+            &b.dir.join("run").display().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "bench",
+            "-c",
+        ])
+        .arg(format!(
+            "\\copy numbers (id, provider_id, e164, holder_id, holder_path, status) FROM '{}'",
+            copy_file.display()
+        ))
+        .status()
+        .expect("psql");
+    assert!(status.success());
+    let copy_time = t.elapsed();
+    println!(
+        "import: {} rows read, {} imported, {} rejected in {:.2} s ({:.0} rows/s); \\copy of {} rows: {:.2} s; ratio {:.2}x (target <= 2x); server peak {:.1} MiB",
+        result.rows_read,
+        result.rows_imported,
+        result.rows_rejected,
+        import_time.as_secs_f64(),
+        result.rows_imported as f64 / import_time.as_secs_f64(),
+        result.rows_imported,
+        copy_time.as_secs_f64(),
+        import_time.as_secs_f64() / copy_time.as_secs_f64(),
+        import_peak,
+    );
+
+    // Inventory at 100,000 and at `numbers`; list by prefix at `numbers`.
+    let pool = provider(&mut c, "Pool").await;
+    seed(&b, &pool.id, 0, 100_000).await;
+    let small = time_inventory(&mut c, &pool.id, 200).await;
+    seed(&b, &pool.id, 100_000, numbers - 100_000).await;
+    let large = time_inventory(&mut c, &pool.id, 200).await;
+    println!(
+        "inventory (subtree) p50: {:.3} ms at 100,000 numbers, {:.3} ms at {} numbers; ratio {:.2}x (target <= 2x)",
+        small.as_secs_f64() * 1e3,
+        large.as_secs_f64() * 1e3,
+        numbers,
+        large.as_secs_f64() / small.as_secs_f64()
+    );
+
+    let pool_id = uuid::Uuid::parse_str(&pool.id).unwrap();
+    // "+1" and the first 7 digits of a seeded number: 1,000 numbers share each prefix.
+    let prefixes: Vec<String> = (0..200)
+        .map(|i| {
+            let g = (i as i64 * 7_919_993) % (numbers - 1_000);
+            format!("+1{}", 2_000_000_000 + g)[..9].to_string()
+        })
+        .collect();
+    let mut rpc = Vec::new();
+    for p in &prefixes {
+        let t = Instant::now();
+        let page = c
+            .number_pool
+            .list_numbers(pb::ListNumbersRequest {
+                filter: Some(pb::NumberFilter {
+                    owner_id: pool.id.clone(),
+                    prefix: p.clone(),
+                    ..Default::default()
+                }),
+                page_size: 100,
+                page_token: String::new(),
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        rpc.push(t.elapsed());
+        assert_eq!(page.numbers.len(), 100);
+    }
+    let statement = b
+        .sql
+        .prepare(&format!(
+            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164, id LIMIT 101",
+            numbering::store::numbers::COLUMNS
+        ))
+        .await
+        .expect("prepare");
+    let mut bare = Vec::new();
+    for p in &prefixes {
+        let t = Instant::now();
+        let rows = b
+            .sql
+            .query(&statement, &[&pool_id, p, &format!("{p}:")])
+            .await
+            .expect("query");
+        bare.push(t.elapsed());
+        assert_eq!(rows.len(), 101);
+    }
+    rpc.sort();
+    bare.sort();
+    let (r50, s50) = (percentile(&rpc, 0.5), percentile(&bare, 0.5));
+    println!(
+        "list 100 by prefix out of {numbers}: ListNumbers p50 {:.3} ms, p99 {:.3} ms; bare SQL p50 {:.3} ms; ratio {:.2}x (target <= 1.5x)",
+        r50.as_secs_f64() * 1e3,
+        percentile(&rpc, 0.99).as_secs_f64() * 1e3,
+        s50.as_secs_f64() * 1e3,
+        r50.as_secs_f64() / s50.as_secs_f64()
+    );
+    let (rss, peak) = b.server_memory_mib();
+    println!("server memory: {rss:.1} MiB resident now, {peak:.1} MiB peak (target < 64 MiB)");
+    b.stop();
+}

@@ -1,0 +1,464 @@
+use numbering_client::Clients;
+use numbering_client::v1 as pb;
+use pb::import_numbers_request::Part;
+use tonic::Code;
+
+use crate::helpers::{As, SECRET, TestApp, assert_error, spawn_app, token, violated_fields};
+
+fn options(owner: &pb::Account, mode: pb::ImportMode) -> pb::ImportNumbersRequest {
+    pb::ImportNumbersRequest {
+        part: Some(Part::Options(pb::ImportOptions {
+            owner_id: owner.id.clone(),
+            mode: mode as i32,
+            region: "US".into(),
+            request_id: String::new(),
+        })),
+    }
+}
+
+fn chunk(bytes: impl Into<Vec<u8>>) -> pb::ImportNumbersRequest {
+    pb::ImportNumbersRequest {
+        part: Some(Part::Chunk(bytes.into())),
+    }
+}
+
+/// Sends the messages and answers the progress messages seen and the result.
+async fn import(
+    c: &mut Clients,
+    messages: Vec<pb::ImportNumbersRequest>,
+) -> Result<(Vec<pb::ImportProgress>, pb::ImportResult), tonic::Status> {
+    let mut answers = c
+        .number_pool
+        .import_numbers(futures::stream::iter(messages))
+        .await?
+        .into_inner();
+    let mut progress = Vec::new();
+    while let Some(answer) = answers.message().await? {
+        match answer.part {
+            Some(pb::import_numbers_response::Part::Progress(p)) => progress.push(p),
+            Some(pb::import_numbers_response::Part::Result(r)) => return Ok((progress, r)),
+            None => {}
+        }
+    }
+    panic!("the import ended without a result");
+}
+
+async fn import_csv(
+    c: &mut Clients,
+    owner: &pb::Account,
+    mode: pb::ImportMode,
+    csv: &str,
+) -> pb::ImportResult {
+    // Cut anywhere: the server must not care where chunks end.
+    let size = if csv.len() < 10_000 { 7 } else { 64 * 1024 + 3 };
+    let mut messages = vec![options(owner, mode)];
+    messages.extend(csv.as_bytes().chunks(size).map(chunk));
+    import(c, messages).await.unwrap().1
+}
+
+async fn live_e164s(app: &TestApp) -> Vec<String> {
+    app.sql
+        .query(
+            "SELECT e164 FROM numbers WHERE status <> 'deleted' ORDER BY e164",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn messy_csv(team: &pb::Account) -> String {
+    format!(
+        "e164,carrier,service_info,tags,labels,holder_id\n\
+         +13035550100,Acme,\"Main line, lobby\",sales|vip,site=denver,\n\
+         303 555 0101,,,,,{team}\n\
+         \n\
+         +1 303 555 01,,,,,\n\
+         +13035550100,,,,,\n\
+         +13035550102,,,,,,extra\n\
+         +13035550103,,,,,not-a-uuid\n\
+         +13035550104,,\"{long}\",,,\n\
+         +13035550105,,,,,\n",
+        team = team.id,
+        long = "x".repeat(10 * 1024 * 1024),
+    )
+}
+
+#[tokio::test]
+async fn best_effort_adds_the_good_rows_and_reports_each_bad_one_by_line() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let team = app.child(&provider, "Team").await;
+    let mut c = app.clients(As::Admin(&provider.id)).await;
+    c.number_pool
+        .add_number(pb::AddNumberRequest {
+            owner_id: provider.id.clone(),
+            number: Some(pb::Number {
+                e164: "+13035550105".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let result = import_csv(
+        &mut c,
+        &provider,
+        pb::ImportMode::BestEffort,
+        &messy_csv(&team),
+    )
+    .await;
+    let rejected: Vec<(i64, &str)> = result
+        .rejected_rows
+        .iter()
+        .map(|r| (r.line, r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (5, "INVALID_NUMBER"),
+            (6, "DUPLICATE_IN_FILE"),
+            (7, "WRONG_COLUMN_COUNT"),
+            (8, "INVALID_ACCOUNT"),
+            (9, "LINE_TOO_LONG"),
+            (10, "ALREADY_EXISTS"),
+        ]
+    );
+    assert_eq!(
+        (result.rows_read, result.rows_imported, result.rows_rejected),
+        (8, 2, 6)
+    );
+    assert_eq!(
+        live_e164s(&app).await,
+        ["+13035550100", "+13035550101", "+13035550105"]
+    );
+    let get = |e: &str| pb::GetNumberRequest {
+        key: Some(pb::get_number_request::Key::E164(e.into())),
+    };
+    let first = c
+        .number_pool
+        .get_number(get("+13035550100"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.service_info, "Main line, lobby");
+    assert_eq!(first.tags, ["sales", "vip"]);
+    assert_eq!(first.labels["site"], "denver");
+    assert_eq!(first.carrier, "Acme");
+    let second = c
+        .number_pool
+        .get_number(get("+13035550101"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.holder_id, team.id);
+    let inventory = c
+        .number_pool
+        .get_inventory(pb::GetInventoryRequest {
+            account_id: provider.id.clone(),
+            include_subtree: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .totals
+        .unwrap();
+    assert_eq!((inventory.total, inventory.allocated_to_children), (3, 1));
+}
+
+#[tokio::test]
+async fn all_or_nothing_and_validate_only_add_nothing_when_a_row_is_bad() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let team = app.child(&provider, "Team").await;
+    let mut c = app.clients(As::Admin(&provider.id)).await;
+    for mode in [pb::ImportMode::AllOrNothing, pb::ImportMode::ValidateOnly] {
+        let result = import_csv(&mut c, &provider, mode, &messy_csv(&team)).await;
+        assert_eq!(result.rows_imported, 0);
+        assert_eq!(result.rows_rejected, 5);
+        assert!(live_e164s(&app).await.is_empty());
+    }
+    let clean = "e164\n+13035550100\n+13035550101\n";
+    let dry = import_csv(&mut c, &provider, pb::ImportMode::ValidateOnly, clean).await;
+    assert_eq!(
+        (dry.rows_read, dry.rows_imported, dry.rows_rejected),
+        (2, 0, 0)
+    );
+    assert!(live_e164s(&app).await.is_empty());
+    let all = import_csv(&mut c, &provider, pb::ImportMode::AllOrNothing, clean).await;
+    assert_eq!(all.rows_imported, 2);
+    assert_eq!(live_e164s(&app).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_header_or_missing_options_refuses_the_whole_import() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.clients(As::Admin(&provider.id)).await;
+    for csv in [
+        "number,carrier\n+13035550100,x\n",
+        "e164,colour\n+13035550100,red\n",
+        "e164,e164\n+1,+1\n",
+    ] {
+        let status = assert_error(
+            import(
+                &mut c,
+                vec![options(&provider, pb::ImportMode::BestEffort), chunk(csv)],
+            )
+            .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), vec!["csv"], "{csv}");
+    }
+    let status = assert_error(
+        import(&mut c, vec![chunk("e164\n+13035550100\n")]).await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), vec!["options"]);
+    let mut no_mode = options(&provider, pb::ImportMode::Unspecified);
+    if let Some(Part::Options(o)) = &mut no_mode.part {
+        o.region = "ZZ".into();
+    }
+    let status = assert_error(import(&mut c, vec![no_mode]).await, Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&status),
+        vec!["options.mode", "options.region"]
+    );
+    assert!(live_e164s(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn only_the_providers_admin_imports() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let team = app.child(&provider, "Team").await;
+    let mut sub = app.clients(As::Admin(&team.id)).await;
+    let csv = "e164\n+13035550100\n";
+    assert_error(
+        import(
+            &mut sub,
+            vec![options(&provider, pb::ImportMode::BestEffort), chunk(csv)],
+        )
+        .await,
+        Code::PermissionDenied,
+    );
+    assert!(live_e164s(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_retried_import_returns_the_first_result() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.clients(As::Admin(&provider.id)).await;
+    let with_id = |csv: &str| {
+        let mut o = options(&provider, pb::ImportMode::BestEffort);
+        if let Some(Part::Options(opts)) = &mut o.part {
+            opts.request_id = "import-1".into();
+        }
+        vec![o, chunk(csv)]
+    };
+    let first = import(&mut c, with_id("e164\n+13035550100\n"))
+        .await
+        .unwrap()
+        .1;
+    let retry = import(&mut c, with_id("e164\n+13035550100\n"))
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(first, retry);
+    assert_eq!(retry.rows_imported, 1);
+    let status = assert_error(
+        import(&mut c, with_id("e164\n+13035550101\n")).await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), vec!["request_id"]);
+    assert_eq!(live_e164s(&app).await, ["+13035550100"]);
+}
+
+#[tokio::test]
+async fn the_template_and_an_export_are_read_back_by_import() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.clients(As::Admin(&provider.id)).await;
+    let template = c
+        .number_pool
+        .get_import_template(pb::GetImportTemplateRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .csv;
+    let added = import_csv(&mut c, &provider, pb::ImportMode::AllOrNothing, &template).await;
+    assert_eq!(added.rows_imported, 1);
+    let before = c
+        .number_pool
+        .list_numbers(pb::ListNumbersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .numbers;
+
+    let mut stream = c
+        .number_pool
+        .export_numbers(pb::ExportNumbersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut exported = Vec::new();
+    while let Some(part) = stream.message().await.unwrap() {
+        exported.extend(part.chunk);
+    }
+    let exported = String::from_utf8(exported).unwrap();
+    assert!(exported.starts_with("e164,region,"));
+    for n in &before {
+        c.number_pool
+            .delete_number(pb::DeleteNumberRequest {
+                id: n.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let again = import_csv(&mut c, &provider, pb::ImportMode::AllOrNothing, &exported).await;
+    assert_eq!(again.rows_imported, 1, "{again:?}");
+    let after = c
+        .number_pool
+        .list_numbers(pb::ListNumbersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .numbers;
+    let attributes = |n: &pb::Number| {
+        (
+            n.e164.clone(),
+            n.number_type,
+            n.source,
+            n.carrier.clone(),
+            n.sip_trunk.clone(),
+            n.billing_reference.clone(),
+            n.service_info.clone(),
+            n.tags.clone(),
+            n.labels.clone(),
+        )
+    };
+    assert_eq!(
+        after.iter().map(attributes).collect::<Vec<_>>(),
+        before.iter().map(attributes).collect::<Vec<_>>()
+    );
+}
+
+/// The server's peak resident memory, from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_large_import_streams_in_bounded_memory_and_counts_every_row() {
+    // The real binary in its own process, so its memory is measured alone.
+    let db = crate::helpers::fresh_database().await;
+    let host = db.get_hosts().iter().find_map(|h| match h {
+        tokio_postgres::config::Host::Unix(p) => Some(p.display().to_string()),
+        _ => None,
+    });
+    let url = format!(
+        "host={} user=postgres dbname={}",
+        host.unwrap(),
+        db.get_dbname().unwrap()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_numbering"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", url)
+        .env("NUMBERING_JWT_HS256_SECRET", SECRET)
+        .env("NUMBERING_JWT_ISSUER", "numbering-tests")
+        .env("NUMBERING_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut platform = None;
+    for _ in 0..100 {
+        if let Ok(c) = numbering_client::connect(endpoint.clone(), Some(&token(As::Platform))).await
+        {
+            platform = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut platform = platform.expect("the server starts");
+    let mut provider = None;
+    for _ in 0..100 {
+        let created = platform
+            .tenancy
+            .create_account(pb::CreateAccountRequest {
+                account: Some(pb::Account {
+                    display_name: "Big".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await;
+        if let Ok(p) = created {
+            provider = Some(p.into_inner());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let provider = provider.expect("the database is migrated");
+
+    // 100,000 rows of about 1 KiB each: 100 MiB of CSV, generated as it is sent.
+    const ROWS: u64 = 100_000;
+    let padding = "p".repeat(1000);
+    let messages = std::iter::once(options(&provider, pb::ImportMode::BestEffort))
+        .chain(std::iter::once(chunk("e164,service_info\n")))
+        .chain((0..ROWS / 1000).map(move |block| {
+            let mut csv = String::with_capacity(1000 * 1030);
+            for i in 0..1000 {
+                csv.push_str(&format!(
+                    "+1303{},{padding}\n",
+                    2_000_000 + block * 1000 + i
+                ));
+            }
+            chunk(csv)
+        }));
+    let mut answers = platform
+        .number_pool
+        .import_numbers(futures::stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut progress = 0;
+    let mut result = None;
+    while let Some(answer) = answers.message().await.unwrap() {
+        match answer.part {
+            Some(pb::import_numbers_response::Part::Progress(_)) => progress += 1,
+            Some(pb::import_numbers_response::Part::Result(r)) => result = Some(r),
+            None => {}
+        }
+    }
+    let result = result.unwrap();
+    let peak = peak_rss_kib(server.id());
+    server.kill().unwrap();
+    let _ = server.wait();
+    assert_eq!(result.rows_read, ROWS as i64);
+    assert_eq!(
+        result.rows_imported,
+        ROWS as i64,
+        "{:?}",
+        result.rejected_rows.first()
+    );
+    assert!(progress >= 1, "progress messages while it runs");
+    assert!(
+        peak < 64 * 1024,
+        "the server peaked at {peak} KiB for 100 MiB of CSV"
+    );
+}
