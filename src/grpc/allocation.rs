@@ -209,7 +209,10 @@ async fn withdraw(
     selection: &Selection,
     actor: &Actor,
 ) -> Result<Vec<Number>> {
-    let account = scoped_account(tx, p, account, Role::Admin, true, false).await?;
+    let ((), account) = futures::try_join!(
+        keep_cached_plans(tx),
+        scoped_account(tx, p, account, Role::Admin, true, false),
+    )?;
     let (Some(parent_id), Some(parent_path)) =
         (account.parent_id, lifecycle::parent_path(&account.path))
     else {
