@@ -7,6 +7,7 @@ pub mod domain;
 pub mod embedded;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod paging;
 pub mod server;
 pub mod store;

@@ -386,7 +386,10 @@ impl NumberQuery {
             // The literal head of the pattern as a range: a prepared statement's generic plan
             // cannot turn `LIKE $n` into index bounds, but it can use these. Under collation C,
             // every string that starts with `head` sorts in [head, head || ':').
-            let head: String = like.chars().take_while(|c| *c != '%' && *c != '_').collect();
+            let head: String = like
+                .chars()
+                .take_while(|c| *c != '%' && *c != '_')
+                .collect();
             if !head.is_empty() {
                 bind(&mut clauses, "e164 >= ?", Box::new(head.clone()));
                 bind(&mut clauses, "e164 < ?", Box::new(format!("{head}:")));
