@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// How often the database is checked for the health service.
     #[arg(long, env = "NUMBERING_HEALTH_INTERVAL", value_parser = humantime_secs, default_value = "2")]
     pub health_interval: Duration,
+    /// How often expired reservations and finished aging periods are swept.
+    #[arg(long, env = "NUMBERING_SWEEP_INTERVAL", value_parser = humantime_secs, default_value = "5")]
+    pub sweep_interval: Duration,
 }
 
 fn humantime_secs(s: &str) -> Result<Duration, String> {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod paging;
 pub mod server;
 pub mod store;
+pub mod sweeper;
 
 use std::str::FromStr;
 
@@ -150,6 +151,7 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                 auth,
                 page_tokens,
                 health_interval: args.health_interval,
+                sweep_interval: args.sweep_interval,
             };
             server::serve(listener, db, settings, shutdown_signal()).await?;
             if let Some(mut pg) = database.embedded {

@@ -37,6 +37,8 @@ pub struct Settings {
     pub auth: Authenticator,
     pub page_tokens: PageTokens,
     pub health_interval: Duration,
+    /// How often expired reservations and finished aging periods are swept.
+    pub sweep_interval: Duration,
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -106,6 +108,11 @@ pub async fn serve(
         .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
     let (drain_tx, drain_rx) = watch::channel(false);
+    let sweeper = tokio::spawn(crate::sweeper::run(
+        db.clone(),
+        settings.sweep_interval,
+        drain_rx.clone(),
+    ));
     let watcher = tokio::spawn(watch_database(
         db.clone(),
         reporter,
@@ -170,5 +177,6 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = watcher.await;
+    let _ = sweeper.await;
     result
 }

@@ -10,7 +10,9 @@ use std::time::SystemTime;
 use tonic::Request;
 use uuid::Uuid;
 
+use crate::domain::parse_id;
 use crate::domain::principal::{Principal, Role};
+use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
 use crate::paging::PageTokens;
 use crate::store::{Db, GenericClient, Mutation, accounts};
@@ -99,4 +101,21 @@ pub fn actor(principal: &Principal, request_id: &str) -> crate::domain::number::
         account_id: principal.account_id,
         request_id: request_id.to_string(),
     }
+}
+
+/// An optional UUID field: empty is `None`; a malformed one is recorded in `v`.
+pub fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
+    if value.is_empty() {
+        return None;
+    }
+    v.take(parse_id(field, value)).ok().flatten()
+}
+
+/// A required UUID field; when missing or malformed it is recorded in `v` (and the nil UUID
+/// stands in until `v.finish()` refuses the request).
+pub fn required_id(v: &mut Violations, field: &str, value: &str) -> Uuid {
+    v.take(parse_id(field, value))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }

@@ -7,9 +7,8 @@ use numbering_client::v1 as pb;
 use pb::tenancy_service_server::TenancyService;
 use prost::Message;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
-use super::{AppState, mutation, principal, scoped_account, timestamp};
+use super::{AppState, mutation, optional_id, principal, required_id, scoped_account, timestamp};
 use crate::domain::account::{self, AccountFields, AccountState, UPDATABLE, validate_fields};
 use crate::domain::principal::Role;
 use crate::domain::validate::Violations;
@@ -80,20 +79,6 @@ fn parse_state(v: &mut Violations, field: &str, value: i32) -> Option<AccountSta
             None
         }
     }
-}
-
-fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
-    if value.is_empty() {
-        return None;
-    }
-    v.take(parse_id(field, value)).ok().flatten()
-}
-
-fn required_id(v: &mut Violations, field: &str, value: &str) -> Uuid {
-    v.take(parse_id(field, value))
-        .ok()
-        .flatten()
-        .unwrap_or_default()
 }
 
 fn not_active(a: &Account) -> Error {

@@ -2,6 +2,7 @@
 //! in, with request-id idempotency and validate-only handled once for all of them.
 
 pub mod accounts;
+pub mod allocation;
 pub mod inventory;
 pub mod migrate;
 pub mod numbers;

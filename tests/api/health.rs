@@ -22,6 +22,7 @@ async fn health_of_a_server_without_database() -> HealthClient<tonic::transport:
         auth: Authenticator::disabled(),
         page_tokens: numbering::paging::PageTokens::random(),
         health_interval: Duration::from_millis(50),
+        sweep_interval: Duration::from_millis(50),
     };
     // The server runs until the test's runtime ends.
     tokio::spawn(numbering::server::serve(

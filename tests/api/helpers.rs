@@ -168,6 +168,7 @@ pub async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> 
         auth,
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_millis(100),
+        sweep_interval: Duration::from_millis(100),
     };
     tokio::spawn(serve(listener, db, settings, async move {
         let _ = stopped.await;
@@ -260,6 +261,22 @@ impl TestApp {
             .expect("create child")
             .into_inner()
     }
+}
+
+/// A provider with two children, `a` and `b`, and a grandchild `a1` under `a`.
+pub struct Tree {
+    pub provider: pb::Account,
+    pub a: pb::Account,
+    pub b: pb::Account,
+    pub a1: pb::Account,
+}
+
+pub async fn tree(app: &TestApp) -> Tree {
+    let provider = app.provider("Acme").await;
+    let a = app.child(&provider, "Team A").await;
+    let b = app.child(&provider, "Team B").await;
+    let a1 = app.child(&a, "Team A1").await;
+    Tree { provider, a, b, a1 }
 }
 
 /// The ErrorInfo reason of a failed call, after checking its code.

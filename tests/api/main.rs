@@ -1,5 +1,6 @@
 //! End-to-end tests through real gRPC on real PostgreSQL. One binary, so one cluster per run.
 
+mod allocation;
 mod auth;
 mod health;
 mod helpers;

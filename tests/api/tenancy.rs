@@ -5,7 +5,7 @@ use prost_types::FieldMask;
 use tonic::Code;
 
 use crate::helpers::{
-    As, TestApp, assert_error, spawn_app, violated_fields, violated_preconditions,
+    As, TestApp, assert_error, spawn_app, tree, violated_fields, violated_preconditions,
 };
 
 fn new_account(parent: &str, name: &str) -> pb::CreateAccountRequest {
@@ -34,22 +34,6 @@ async fn count_accounts(app: &TestApp) -> i64 {
         .await
         .unwrap()
         .get(0)
-}
-
-/// A provider with two children, `a` and `b`, and a grandchild `a1` under `a`.
-struct Tree {
-    provider: pb::Account,
-    a: pb::Account,
-    b: pb::Account,
-    a1: pb::Account,
-}
-
-async fn tree(app: &TestApp) -> Tree {
-    let provider = app.provider("Acme").await;
-    let a = app.child(&provider, "Team A").await;
-    let b = app.child(&provider, "Team B").await;
-    let a1 = app.child(&a, "Team A1").await;
-    Tree { provider, a, b, a1 }
 }
 
 #[tokio::test]
