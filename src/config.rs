@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Required `aud` claim.
     #[arg(long, env = "NUMBERING_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`); `off` disables it.
+    #[arg(
+        long,
+        env = "NUMBERING_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: String,
     /// Key that signs page tokens; set the same on every replica [default: random per process].
     #[arg(long, env = "NUMBERING_PAGE_TOKEN_SECRET", hide_env_values = true)]
     pub page_token_secret: Option<String>,

@@ -144,6 +144,16 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            if args.metrics_listen != "off" {
+                let addr = args.metrics_listen.parse().map_err(|_| {
+                    format!(
+                        "NUMBERING_METRICS_LISTEN: {:?} is not an address",
+                        args.metrics_listen
+                    )
+                })?;
+                metrics::install(addr)?;
+                tracing::info!(address = %addr, "metrics on /metrics");
+            }
             let database = open_database(&args.database).await?;
             let db = Db::new(database.config.clone(), args.database.db_max_connections)?;
             tracing::info!(address = %listener.local_addr()?, "listening");

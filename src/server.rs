@@ -58,6 +58,7 @@ async fn watch_database(
     let mut migrated = false;
     let mut serving = false;
     loop {
+        crate::metrics::record_pool(db.pool_status());
         let ok = if migrated {
             db.ping().await.is_ok()
         } else {
@@ -153,7 +154,7 @@ pub async fn serve(
         let _ = drain_tx.send(true);
     };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().layer(crate::metrics::MetricsLayer);
     let mut router = builder
         .add_service(health)
         .add_service(tonic::service::interceptor::InterceptedService::new(
