@@ -376,7 +376,7 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
         db.get_dbname().unwrap_or_default()
     );
     let port = free_port();
-    let process = std::process::Command::new(env!("CARGO_BIN_EXE_numbering"))
+    let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_numbering"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", url)
         .env("NUMBERING_JWT_HS256_SECRET", SECRET)
@@ -395,5 +395,7 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = process.kill();
+    let _ = process.wait();
     panic!("the binary never listened");
 }
