@@ -66,6 +66,19 @@ pub struct ServeArgs {
     /// Required `aud` claim.
     #[arg(long, env = "NUMBERING_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// PEM certificate chain: serve gRPC over TLS (with --tls-key-file).
+    #[arg(long, env = "NUMBERING_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "NUMBERING_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// With TLS on, where health answers in plain text (gRPC probes speak no TLS).
+    #[arg(
+        long,
+        env = "NUMBERING_HEALTH_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub health_listen: SocketAddr,
     /// Address of the Prometheus metrics endpoint (`GET /metrics`); `off` disables it.
     #[arg(
         long,

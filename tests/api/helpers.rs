@@ -165,6 +165,7 @@ pub async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> 
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
     let settings = Settings {
+        tls: None,
         auth,
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_millis(100),

@@ -8,3 +8,4 @@ mod import;
 mod metrics;
 mod number_pool;
 mod tenancy;
+mod tls;
