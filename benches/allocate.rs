@@ -3,13 +3,15 @@
 //! allocations/s for each successive window plus p50/p99 latency, and compares with pgbench
 //! running the same SQL on the same cluster (target: at least 70%). pgbench runs before and
 //! after the service, and the service is compared with the mean of both, so that other work on
-//! a shared machine weighs on both sides alike.
+//! a shared machine weighs on both sides alike; it runs with as many clients as there are
+//! callers and with as many as the server has connections, and the better of the two counts.
 //!
 //! `cargo bench --bench allocate`, tuned by environment variables:
 //! BENCH_POOL (numbers in the pool, 1000000), BENCH_ALLOCATIONS (total, 300000),
-//! BENCH_WINDOW (allocations per line, 100000), BENCH_CALLERS (32),
-//! BENCH_DB_CONNECTIONS (server pool, 16), BENCH_PGBENCH_SECONDS (each of the two pgbench runs,
-//! 15; 0 skips pgbench).
+//! BENCH_WINDOW (allocations per line, 100000), BENCH_CALLERS (32), BENCH_CHANNELS (gRPC
+//! connections the callers share, one each by default),
+//! BENCH_DB_CONNECTIONS (server pool, 16), BENCH_PGBENCH_SECONDS (each pgbench run, 10; 0 skips
+//! pgbench), BENCH_STATEMENTS (1 prints PostgreSQL's time per statement after each phase).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -41,8 +43,19 @@ struct Config {
     allocations: u64,
     window: u64,
     callers: u64,
+    channels: u64,
     connections: u64,
     pgbench_seconds: u64,
+    statements: bool,
+}
+
+impl Config {
+    /// pgbench's client counts: one per caller, and one per server connection.
+    fn pgbench_clients(&self) -> Vec<u64> {
+        let mut counts = vec![self.callers, self.connections];
+        counts.dedup();
+        counts
+    }
 }
 
 /// The provider and the child the numbers go to.
@@ -79,6 +92,10 @@ async fn seed(pg: &EmbeddedPostgres, cfg: &Config) -> Result<Accounts, BoxError>
     )
     .await?;
     sql.batch_execute("VACUUM ANALYZE").await?;
+    if cfg.statements {
+        sql.batch_execute("CREATE EXTENSION pg_stat_statements")
+            .await?;
+    }
     println!(
         "seeded {} numbers in {:.1} s",
         cfg.pool,
@@ -157,9 +174,18 @@ async fn drive(pg: &EmbeddedPostgres, cfg: &Config, a: &Accounts) -> Result<f64,
     }));
     let tickets = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::unbounded_channel();
+    let channels = if cfg.channels == 0 {
+        cfg.callers
+    } else {
+        cfg.channels.min(cfg.callers)
+    };
+    let mut clients = Vec::new();
+    for _ in 0..channels {
+        clients.push(numbering_client::connect(endpoint.clone(), None).await?);
+    }
     let mut callers = Vec::new();
-    for _ in 0..cfg.callers {
-        let mut c = numbering_client::connect(endpoint.clone(), None).await?;
+    for i in 0..cfg.callers {
+        let mut c = clients[usize::try_from(i % channels)?].clone();
         let (tickets, tx, total) = (tickets.clone(), tx.clone(), cfg.allocations);
         let req = pb::AllocateNumbersRequest {
             from_account_id: a.provider.to_string(),
@@ -194,8 +220,8 @@ async fn drive(pg: &EmbeddedPostgres, cfg: &Config, a: &Accounts) -> Result<f64,
     Ok(rate)
 }
 
-/// The SQL the server runs for one allocation of quantity 1, as a pgbench script: the two
-/// account reads, the pick, and the move with its event, in one transaction.
+/// The SQL the server runs for one allocation of quantity 1, as a pgbench script: the plan
+/// setting, the two account reads, the pick, and the move with its event, in one transaction.
 fn pgbench_script(a: &Accounts) -> String {
     let columns = numbering::store::numbers::COLUMNS;
     let accounts = "id, provider_id, parent_id, path, depth, seq, display_name, kind, \
@@ -210,6 +236,7 @@ fn pgbench_script(a: &Accounts) -> String {
     format!(
         "\\set r random(0, 999999999)
 BEGIN;
+SET LOCAL plan_cache_mode = force_generic_plan;
 SELECT {accounts} FROM accounts WHERE id = :provider AND delete_time IS NULL;
 SELECT {accounts} FROM accounts WHERE id = :child AND delete_time IS NULL;
 SELECT {columns} FROM numbers WHERE holder_id = :provider AND status = 'available' AND pick >= :r::float8 / 1e9 ORDER BY pick LIMIT 1 FOR UPDATE SKIP LOCKED \\gset n_
@@ -224,12 +251,13 @@ COMMIT;
     .replace(":child", &format!("'{}'", a.child))
 }
 
-/// Runs pgbench with the same SQL and the same number of clients; answers its tps.
+/// Runs pgbench with the same SQL and `clients` clients; answers its tps.
 fn pgbench(
     pg: &EmbeddedPostgres,
     dir: &std::path::Path,
     cfg: &Config,
     a: &Accounts,
+    clients: u64,
 ) -> Result<f64, BoxError> {
     let script = dir.join("allocate.sql");
     std::fs::write(&script, pgbench_script(a))?;
@@ -242,7 +270,7 @@ fn pgbench(
     let out = Command::new(bin)
         .args(["-n", "-M", "prepared", "-j", "2"])
         .arg("-c")
-        .arg(cfg.callers.to_string())
+        .arg(clients.to_string())
         .arg("-T")
         .arg(cfg.pgbench_seconds.to_string())
         .arg("-f")
@@ -261,46 +289,95 @@ fn pgbench(
                 String::from_utf8_lossy(&out.stderr)
             )
         })?;
-    for line in stdout
+    let latency = stdout
         .lines()
-        .filter(|l| l.contains("latency") || l.contains("failed"))
-    {
-        println!("pgbench: {line}");
-    }
+        .find(|l| l.starts_with("latency average"))
+        .unwrap_or_default();
+    println!("pgbench, {clients} clients: {tps:.0} tps, {latency}");
     Ok(tps)
+}
+
+/// pgbench at each client count: one side of the service run.
+async fn pgbench_round(
+    pg: &EmbeddedPostgres,
+    dir: &std::path::Path,
+    cfg: &Config,
+    a: &Accounts,
+) -> Result<Vec<f64>, BoxError> {
+    let mut rates = Vec::new();
+    for clients in cfg.pgbench_clients() {
+        rates.push(pgbench(pg, dir, cfg, a, clients)?);
+    }
+    statements(pg, cfg, "pgbench").await?;
+    Ok(rates)
+}
+
+/// With BENCH_STATEMENTS, PostgreSQL's own account of the phase that just ended: calls, and
+/// execution and planning time per call, of its busiest statements.
+async fn statements(pg: &EmbeddedPostgres, cfg: &Config, phase: &str) -> Result<(), BoxError> {
+    if !cfg.statements {
+        return Ok(());
+    }
+    let (sql, conn) = pg.config("bench").connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    println!("statements of the {phase} phase (calls, exec ms/call, plan ms/call):");
+    let rows = sql
+        .query(
+            "SELECT calls, (total_exec_time / calls)::float8, (total_plan_time / calls)::float8,
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
+             FROM pg_stat_statements WHERE calls >= 1000 ORDER BY total_exec_time DESC LIMIT 8",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let (calls, exec, plan, query): (i64, f64, f64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        println!("{calls:>9} {exec:>8.3} {plan:>8.3}  {query}");
+    }
+    sql.batch_execute("SELECT pg_stat_statements_reset()")
+        .await?;
+    Ok(())
 }
 
 async fn run(cfg: Config) -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().to_path_buf();
-    let pg = tokio::task::spawn_blocking(move || {
-        EmbeddedPostgres::start(
-            &data,
-            &[("max_connections", "200"), ("shared_buffers", "256MB")],
-        )
-    })
-    .await??;
+    let mut settings = vec![("max_connections", "200"), ("shared_buffers", "256MB")];
+    if cfg.statements {
+        settings.push(("shared_preload_libraries", "pg_stat_statements"));
+        settings.push(("pg_stat_statements.track_planning", "on"));
+    }
+    let pg =
+        tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data, &settings)).await??;
     let accounts = seed(&pg, &cfg).await?;
     println!(
-        "{} callers, {} allocations of one number, server pool of {} connections",
-        cfg.callers, cfg.allocations, cfg.connections
+        "{} callers on {} gRPC connections, {} allocations of one number, server pool of {} connections",
+        cfg.callers,
+        if cfg.channels == 0 {
+            cfg.callers
+        } else {
+            cfg.channels.min(cfg.callers)
+        },
+        cfg.allocations,
+        cfg.connections
     );
-    let pgbench_on = cfg.pgbench_seconds > 0;
-    let before = if pgbench_on {
-        Some(pgbench(&pg, dir.path(), &cfg, &accounts)?)
-    } else {
-        None
-    };
-    let rate = drive(&pg, &cfg, &accounts).await?;
-    if let Some(before) = before {
-        let after = pgbench(&pg, dir.path(), &cfg, &accounts)?;
-        let tps = (before + after) / 2.0;
-        println!(
-            "pgbench, same SQL, {} clients: {before:.0} tps before, {after:.0} after; the service reaches {:.0}% of their mean",
-            cfg.callers,
-            100.0 * rate / tps
-        );
+    if cfg.pgbench_seconds == 0 {
+        drive(&pg, &cfg, &accounts).await?;
+        return statements(&pg, &cfg, "service").await;
     }
+    let before = pgbench_round(&pg, dir.path(), &cfg, &accounts).await?;
+    let rate = drive(&pg, &cfg, &accounts).await?;
+    statements(&pg, &cfg, "service").await?;
+    let after = pgbench_round(&pg, dir.path(), &cfg, &accounts).await?;
+    let (clients, best) = cfg
+        .pgbench_clients()
+        .into_iter()
+        .zip(before.iter().zip(&after).map(|(b, a)| (b + a) / 2.0))
+        .fold((0, 0.0), |best, c| if c.1 > best.1 { c } else { best });
+    println!(
+        "the service: {rate:.0} allocations/s; pgbench, same SQL, at its best ({clients} clients): {best:.0} tps (mean of before and after); the service reaches {:.0}% of it",
+        100.0 * rate / best
+    );
     Ok(())
 }
 
@@ -310,11 +387,14 @@ fn main() -> Result<(), BoxError> {
         allocations: setting("BENCH_ALLOCATIONS", 300_000),
         window: setting("BENCH_WINDOW", 100_000).max(1),
         callers: setting("BENCH_CALLERS", 32).max(1),
+        channels: setting("BENCH_CHANNELS", 0),
         connections: setting("BENCH_DB_CONNECTIONS", 16).max(1),
-        pgbench_seconds: setting("BENCH_PGBENCH_SECONDS", 15),
+        pgbench_seconds: setting("BENCH_PGBENCH_SECONDS", 10),
+        statements: setting("BENCH_STATEMENTS", 0) == 1,
     };
     // pgbench takes numbers from the pool too, at most a few thousand a second.
-    let pgbench_budget = 2 * cfg.pgbench_seconds * 5_000;
+    let runs = 2 * cfg.pgbench_clients().len() as u64;
+    let pgbench_budget = runs * cfg.pgbench_seconds * 4_000;
     if cfg.allocations + pgbench_budget > cfg.pool {
         return Err(format!(
             "BENCH_POOL must hold BENCH_ALLOCATIONS plus {pgbench_budget} numbers for pgbench"
