@@ -163,6 +163,7 @@ async fn drive(pg: &EmbeddedPostgres, cfg: &Config, a: &Accounts) -> Result<f64,
     let endpoint = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = oneshot::channel::<()>();
     let settings = Settings {
+        tls: None,
         auth: Authenticator::disabled(),
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_secs(1),

@@ -29,7 +29,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the gRPC server (migrating the database first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Applies the database migrations and exits.
     Migrate(DatabaseArgs),
 }
@@ -66,6 +66,26 @@ pub struct ServeArgs {
     /// Required `aud` claim.
     #[arg(long, env = "NUMBERING_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// PEM certificate chain: serve gRPC over TLS (with --tls-key-file).
+    #[arg(long, env = "NUMBERING_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "NUMBERING_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// With TLS on, where health answers in plain text (gRPC probes speak no TLS).
+    #[arg(
+        long,
+        env = "NUMBERING_HEALTH_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub health_listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`); `off` disables it.
+    #[arg(
+        long,
+        env = "NUMBERING_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: String,
     /// Key that signs page tokens; set the same on every replica [default: random per process].
     #[arg(long, env = "NUMBERING_PAGE_TOKEN_SECRET", hide_env_values = true)]
     pub page_token_secret: Option<String>,

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod embedded;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod paging;
 pub mod server;
 pub mod store;
@@ -143,10 +144,39 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            if args.metrics_listen != "off" {
+                let addr = args.metrics_listen.parse().map_err(|_| {
+                    format!(
+                        "NUMBERING_METRICS_LISTEN: {:?} is not an address",
+                        args.metrics_listen
+                    )
+                })?;
+                metrics::install(addr)?;
+                tracing::info!(address = %addr, "metrics on /metrics");
+            }
             let database = open_database(&args.database).await?;
             let db = Db::new(database.config.clone(), args.database.db_max_connections)?;
             tracing::info!(address = %listener.local_addr()?, "listening");
+            let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+                (Some(cert), Some(key)) => {
+                    let read = |f: &std::path::PathBuf| {
+                        std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))
+                    };
+                    let health_listener =
+                        tokio::net::TcpListener::bind(args.health_listen)
+                            .await
+                            .map_err(|e| format!("cannot listen on {}: {e}", args.health_listen))?;
+                    tracing::info!(address = %args.health_listen, "TLS on; plain-text health here");
+                    Some(server::Tls {
+                        cert_pem: read(cert)?,
+                        key_pem: read(key)?,
+                        health_listener,
+                    })
+                }
+                _ => None,
+            };
             let settings = server::Settings {
+                tls,
                 auth,
                 page_tokens,
                 health_interval: args.health_interval,

@@ -9,8 +9,8 @@ use numbering_client::v1::number_pool_service_server::NumberPoolServiceServer;
 use numbering_client::v1::tenancy_service_server::TenancyServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -33,7 +33,16 @@ const SERVICES: &[&str] = &[
 /// The health service name that answers SERVING as long as the process is up.
 pub const LIVENESS: &str = "liveness";
 
+/// TLS on the gRPC listener; health then answers in plain text on a listener of its own
+/// (Kubernetes' gRPC probes speak no TLS).
+pub struct Tls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub health_listener: TcpListener,
+}
+
 pub struct Settings {
+    pub tls: Option<Tls>,
     pub auth: Authenticator,
     pub page_tokens: PageTokens,
     pub health_interval: Duration,
@@ -58,6 +67,7 @@ async fn watch_database(
     let mut migrated = false;
     let mut serving = false;
     loop {
+        crate::metrics::record_pool(db.pool_status());
         let ok = if migrated {
             db.ping().await.is_ok()
         } else {
@@ -113,6 +123,7 @@ pub async fn serve(
         settings.sweep_interval,
         drain_rx.clone(),
     ));
+    let drain_rx_health = drain_rx.clone();
     let watcher = tokio::spawn(watch_database(
         db.clone(),
         reporter,
@@ -154,6 +165,23 @@ pub async fn serve(
     };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = Server::builder();
+    let mut plain_health = None;
+    if let Some(tls) = settings.tls {
+        builder = builder.tls_config(
+            ServerTlsConfig::new().identity(Identity::from_pem(tls.cert_pem, tls.key_pem)),
+        )?;
+        let mut drained = drain_rx_health;
+        let health_only = Server::builder()
+            .add_service(health.clone())
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(tls.health_listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = drained.wait_for(|d| *d).await;
+                },
+            );
+        plain_health = Some(tokio::spawn(health_only));
+    }
+    let mut builder = builder.layer(crate::metrics::MetricsLayer);
     let mut router = builder
         .add_service(health)
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -178,5 +206,8 @@ pub async fn serve(
         .await;
     let _ = watcher.await;
     let _ = sweeper.await;
+    if let Some(h) = plain_health {
+        let _ = h.await;
+    }
     result
 }

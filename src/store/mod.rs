@@ -60,6 +60,11 @@ impl Db {
         Ok(self.pool.get().await?)
     }
 
+    /// The pool's size, idle connections and waiters.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         self.client().await?.simple_query("SELECT 1").await?;

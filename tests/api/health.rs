@@ -19,6 +19,7 @@ async fn health_of_a_server_without_database() -> HealthClient<tonic::transport:
         .connect_timeout(Duration::from_millis(200));
     let db = numbering::store::Db::new(config, 1).unwrap();
     let settings = numbering::server::Settings {
+        tls: None,
         auth: Authenticator::disabled(),
         page_tokens: numbering::paging::PageTokens::random(),
         health_interval: Duration::from_millis(50),

@@ -165,6 +165,7 @@ pub async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> 
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
     let settings = Settings {
+        tls: None,
         auth,
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_millis(100),
@@ -314,4 +315,88 @@ pub fn violated_preconditions(status: &tonic::Status) -> Vec<String> {
         .get_details_precondition_failure()
         .map(|p| p.violations.into_iter().map(|v| v.r#type).collect())
         .unwrap_or_default()
+}
+
+/// The real `numbering` binary serving a fresh database, in its own process.
+pub struct BinaryServer {
+    pub process: std::process::Child,
+    pub clients: Clients,
+}
+
+impl BinaryServer {
+    /// Creates a provider, waiting until the database is migrated.
+    pub async fn provider(&mut self, name: &str) -> pb::Account {
+        for _ in 0..100 {
+            let created = self
+                .clients
+                .tenancy
+                .create_account(pb::CreateAccountRequest {
+                    account: Some(pb::Account {
+                        display_name: name.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(p) = created {
+                return p.into_inner();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server never migrated its database");
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts the binary on a fresh database with the test secret and `env` added; the clients act
+/// as the platform.
+pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
+    let db = fresh_database().await;
+    let host = db
+        .get_hosts()
+        .iter()
+        .find_map(|h| match h {
+            tokio_postgres::config::Host::Unix(p) => Some(p.display().to_string()),
+            _ => None,
+        })
+        .expect("the test cluster listens on a socket");
+    let url = format!(
+        "host={host} user=postgres dbname={}",
+        db.get_dbname().unwrap_or_default()
+    );
+    let port = free_port();
+    let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_numbering"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", url)
+        .env("NUMBERING_JWT_HS256_SECRET", SECRET)
+        .env("NUMBERING_JWT_ISSUER", "numbering-tests")
+        .env("NUMBERING_LOG", "warn")
+        .env("NUMBERING_METRICS_LISTEN", "off")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .spawn()
+        .expect("start the binary");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if let Ok(clients) =
+            numbering_client::connect(endpoint.clone(), Some(&token(As::Platform))).await
+        {
+            return BinaryServer { process, clients };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = process.kill();
+    let _ = process.wait();
+    panic!("the binary never listened");
 }

@@ -3,7 +3,7 @@ use numbering_client::v1 as pb;
 use pb::import_numbers_request::Part;
 use tonic::Code;
 
-use crate::helpers::{As, SECRET, TestApp, assert_error, spawn_app, token, violated_fields};
+use crate::helpers::{As, TestApp, assert_error, spawn_app, violated_fields};
 
 fn options(owner: &pb::Account, mode: pb::ImportMode) -> pb::ImportNumbersRequest {
     pb::ImportNumbersRequest {
@@ -361,59 +361,9 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn a_large_import_streams_in_bounded_memory_and_counts_every_row() {
     // The real binary in its own process, so its memory is measured alone.
-    let db = crate::helpers::fresh_database().await;
-    let host = db.get_hosts().iter().find_map(|h| match h {
-        tokio_postgres::config::Host::Unix(p) => Some(p.display().to_string()),
-        _ => None,
-    });
-    let url = format!(
-        "host={} user=postgres dbname={}",
-        host.unwrap(),
-        db.get_dbname().unwrap()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_numbering"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", url)
-        .env("NUMBERING_JWT_HS256_SECRET", SECRET)
-        .env("NUMBERING_JWT_ISSUER", "numbering-tests")
-        .env("NUMBERING_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let mut platform = None;
-    for _ in 0..100 {
-        if let Ok(c) = numbering_client::connect(endpoint.clone(), Some(&token(As::Platform))).await
-        {
-            platform = Some(c);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let mut platform = platform.expect("the server starts");
-    let mut provider = None;
-    for _ in 0..100 {
-        let created = platform
-            .tenancy
-            .create_account(pb::CreateAccountRequest {
-                account: Some(pb::Account {
-                    display_name: "Big".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await;
-        if let Ok(p) = created {
-            provider = Some(p.into_inner());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let provider = provider.expect("the database is migrated");
+    let mut server = crate::helpers::spawn_binary(&[]).await;
+    let mut platform = server.clients.clone();
+    let provider = server.provider("Big").await;
 
     // 100,000 rows of about 1 KiB each: 100 MiB of CSV, generated as it is sent.
     const ROWS: u64 = 100_000;
@@ -446,9 +396,8 @@ async fn a_large_import_streams_in_bounded_memory_and_counts_every_row() {
         }
     }
     let result = result.unwrap();
-    let peak = peak_rss_kib(server.id());
-    server.kill().unwrap();
-    let _ = server.wait();
+    let peak = peak_rss_kib(server.process.id());
+    server.stop();
     assert_eq!(result.rows_read, ROWS as i64);
     assert_eq!(
         result.rows_imported,

@@ -5,5 +5,7 @@ mod auth;
 mod health;
 mod helpers;
 mod import;
+mod metrics;
 mod number_pool;
 mod tenancy;
+mod tls;

@@ -1,0 +1,44 @@
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{free_port, spawn_binary};
+
+async fn scrape(port: u16) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test]
+async fn calls_are_counted_by_method_and_code_on_the_metrics_port() {
+    let port = free_port();
+    let mut server =
+        spawn_binary(&[("NUMBERING_METRICS_LISTEN", format!("127.0.0.1:{port}"))]).await;
+    server.provider("Metered").await;
+    let _ = server
+        .clients
+        .tenancy
+        .get_account(numbering_client::v1::GetAccountRequest {
+            id: "not-a-uuid".into(),
+        })
+        .await;
+    let body = scrape(port).await;
+    server.stop();
+    let counted = |method: &str, code: &str| {
+        body.lines().any(|l| {
+            l.starts_with("grpc_server_handled_total")
+                && l.contains(&format!("method=\"/numbering.v1.TenancyService/{method}\""))
+                && l.contains(&format!("code=\"{code}\""))
+        })
+    };
+    assert!(counted("CreateAccount", "Ok"), "{body}");
+    assert!(counted("GetAccount", "InvalidArgument"), "{body}");
+    assert!(body.contains("grpc_server_handling_seconds"), "{body}");
+    assert!(body.contains("db_pool_connections"), "{body}");
+}
