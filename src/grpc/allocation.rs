@@ -25,6 +25,7 @@ use crate::domain::number::{Actor, Assignee};
 use crate::domain::principal::{Principal, Role};
 use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
+use crate::store::GenericClient;
 use crate::store::accounts::{self, Account};
 use crate::store::allocation::{self as store, NumberEvent, Pool, standing_at};
 use crate::store::numbers::{self, Number};
@@ -66,7 +67,7 @@ async fn entered(tx: &Transaction<'_>, source_path: &str, to: &Account) -> Resul
 }
 
 /// Every account that `incoming` numbers enter must be active and stay within its quota.
-async fn admit(tx: &Transaction<'_>, entered: &[Account], incoming: i64) -> Result<()> {
+pub async fn admit(tx: &impl GenericClient, entered: &[Account], incoming: i64) -> Result<()> {
     for a in entered {
         lifecycle::require_active(a.id, a.state)?;
     }

@@ -153,7 +153,17 @@ async fn add_one(
     actor: &Actor,
 ) -> Result<numbers::Number> {
     let holder = match add.holder_id {
-        Some(h) if h != owner.id => receiving_account(tx, p, owner, h).await?,
+        Some(h) if h != owner.id => {
+            let holder = receiving_account(tx, p, owner, h).await?;
+            // Every account the number enters below the owner must admit it (state, quota).
+            let below: Vec<Uuid> = crate::domain::account::path_ids(&holder.path)
+                .into_iter()
+                .filter(|id| *id != owner.id)
+                .collect();
+            let entered = crate::store::accounts::path(tx, &below).await?;
+            crate::grpc::allocation::admit(tx, &entered, 1).await?;
+            holder
+        }
         _ => owner.clone(),
     };
     numbers::insert(

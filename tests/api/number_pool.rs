@@ -969,3 +969,38 @@ async fn retries_of_an_add_return_the_first_answer() {
     c.number_pool.add_number(dry).await.unwrap();
     assert_eq!(count_live(&app).await, 1);
 }
+
+#[tokio::test]
+async fn adding_straight_into_a_sub_account_respects_its_quota() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let child = app.child(&provider, "Sub").await;
+    let mut c = app.clients(As::Platform).await;
+    c.tenancy
+        .update_account(pb::UpdateAccountRequest {
+            account: Some(pb::Account {
+                id: child.id.clone(),
+                max_numbers: Some(1),
+                ..Default::default()
+            }),
+            update_mask: mask(&["max_numbers"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let into_child = |e164: &str| {
+        let mut req = add(&provider, e164);
+        req.holder_id = child.id.clone();
+        req
+    };
+    c.number_pool
+        .add_number(into_child("+13035550100"))
+        .await
+        .unwrap();
+    let status = assert_error(
+        c.number_pool.add_number(into_child("+13035550101")).await,
+        Code::ResourceExhausted,
+    );
+    assert!(tonic_types::StatusExt::get_details_quota_failure(&status).is_some());
+    assert_eq!(count_live(&app).await, 1);
+}
