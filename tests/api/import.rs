@@ -411,3 +411,51 @@ async fn a_large_import_streams_in_bounded_memory_and_counts_every_row() {
         "the server peaked at {peak} KiB for 100 MiB of CSV"
     );
 }
+
+#[tokio::test]
+async fn rows_that_would_break_an_accounts_quota_are_rejected_together() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let team = app.child(&provider, "Team").await;
+    let sub_team = app.child(&team, "Sub-team").await;
+    let mut c = app.clients(As::Admin(&provider.id)).await;
+    c.tenancy
+        .update_account(pb::UpdateAccountRequest {
+            account: Some(pb::Account {
+                id: team.id.clone(),
+                max_numbers: Some(2),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["max_numbers".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let csv = format!(
+        "e164,holder_id\n+13035550100,{s}\n+13035550101,{s}\n+13035550102,{s}\n+13035550103,\n",
+        s = sub_team.id
+    );
+    let result = import_csv(&mut c, &provider, pb::ImportMode::BestEffort, &csv).await;
+    let reasons: Vec<(i64, &str)> = result
+        .rejected_rows
+        .iter()
+        .map(|r| (r.line, r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (2, "QUOTA_EXCEEDED"),
+            (3, "QUOTA_EXCEEDED"),
+            (4, "QUOTA_EXCEEDED")
+        ]
+    );
+    assert_eq!(live_e164s(&app).await, ["+13035550103"]);
+    let fits = format!(
+        "e164,holder_id\n+13035550104,{s}\n+13035550105,{s}\n",
+        s = sub_team.id
+    );
+    let result = import_csv(&mut c, &provider, pb::ImportMode::BestEffort, &fits).await;
+    assert_eq!(result.rows_imported, 2);
+}

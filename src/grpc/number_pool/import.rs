@@ -694,6 +694,7 @@ async fn run(
         &[&opts.owner],
     )
     .await?;
+    reject_over_quota(&tx, opts.owner).await?;
     let sql_rejects: i64 = tx
         .query_one("SELECT count(*) FROM import_rejects", &[])
         .await?
@@ -715,6 +716,7 @@ async fn run(
         if let Some(last) = report.listed.last_mut() {
             last.reason = match row.get::<_, &str>(2) {
                 "ALREADY_EXISTS" => "ALREADY_EXISTS",
+                "QUOTA_EXCEEDED" => "QUOTA_EXCEEDED",
                 "DUPLICATE_IN_FILE" => "DUPLICATE_IN_FILE",
                 _ => "INVALID_ACCOUNT",
             };
@@ -784,6 +786,66 @@ async fn run(
             part: Some(pb::import_numbers_response::Part::Result(result)),
         }))
         .await;
+    Ok(())
+}
+
+/// Rows that would take an account of the owner's tree past its quota are rejected, all the rows
+/// of one target account together: targets are admitted one after the other, each counting what
+/// the earlier ones brought into the accounts with a quota above it.
+async fn reject_over_quota(tx: &deadpool_postgres::Transaction<'_>, owner: Uuid) -> Result<()> {
+    let targets = tx
+        .query(
+            "SELECT s.holder_id, count(*) FROM import_rows s
+             WHERE s.holder_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM import_rejects r WHERE r.line = s.line)
+             GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await?;
+    let mut brought: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for row in targets {
+        let (target, incoming): (Uuid, i64) = (row.get(0), row.get(1));
+        let Ok(account) = crate::store::accounts::get(tx, target, false).await else {
+            continue;
+        };
+        let below: Vec<Uuid> = crate::domain::account::path_ids(&account.path)
+            .into_iter()
+            .filter(|id| *id != owner)
+            .collect();
+        let limited: Vec<Uuid> = crate::store::accounts::path(tx, &below)
+            .await?
+            .into_iter()
+            .filter(|a| a.fields.max_numbers.is_some())
+            .map(|a| a.id)
+            .collect();
+        let mut refused = None;
+        for quota in crate::store::allocation::lock_quota_accounts(tx, &limited).await? {
+            let held = crate::store::allocation::subtree_count(tx, quota.provider_id, &quota.path)
+                .await?
+                + brought.get(&quota.id).copied().unwrap_or(0);
+            if let Err(e) =
+                crate::domain::lifecycle::require_quota(quota.id, quota.max_numbers, held, incoming)
+            {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+        match refused {
+            Some(why) => {
+                tx.execute(
+                    "INSERT INTO import_rejects SELECT line, e164, 'QUOTA_EXCEEDED', $2
+                     FROM import_rows WHERE holder_id = $1 ON CONFLICT DO NOTHING",
+                    &[&target, &why],
+                )
+                .await?;
+            }
+            None => {
+                for id in &limited {
+                    *brought.entry(*id).or_default() += incoming;
+                }
+            }
+        }
+    }
     Ok(())
 }
 
