@@ -86,7 +86,13 @@ pub async fn scoped_number(
 ) -> Result<crate::store::numbers::Number> {
     match crate::store::numbers::find(db, key, lock).await {
         Ok(number) => {
-            principal.authorize(&number.holder_path, role, false)?;
+            // A RETURNED number has left its holder's own view: only the owner's side sees it.
+            let path = if number.status == crate::domain::number::NumberStatus::Returned {
+                crate::domain::account::child_path("", number.owner_id)
+            } else {
+                number.holder_path.clone()
+            };
+            principal.authorize(&path, role, false)?;
             Ok(number)
         }
         Err(Error::NotFound { .. }) if !principal.is_platform() => Err(Error::PermissionDenied),

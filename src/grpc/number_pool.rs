@@ -235,6 +235,14 @@ pub async fn number_query(
     // A provider's scope already is its owner filter.
     let owner_id = owner_id.filter(|o| !matches!(scope, Scope::Provider(p) if p == *o));
     let mut q = NumberQuery::new(scope);
+    // Below the provider, RETURNED numbers have left the caller's view.
+    q.hide_returned = match p.account_id.filter(|_| !p.is_platform()) {
+        Some(own) => crate::store::accounts::get(db, own, false)
+            .await?
+            .parent_id
+            .is_some(),
+        None => false,
+    };
     q.owner_id = owner_id;
     q.statuses = statuses;
     q.series_id = series_id;

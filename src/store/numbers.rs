@@ -331,6 +331,8 @@ pub struct NumberQuery {
     pub tag: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub assignee_id: Option<String>,
+    /// Leave RETURNED numbers out: they have left their holder's own view.
+    pub hide_returned: bool,
 }
 
 type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
@@ -346,6 +348,7 @@ impl NumberQuery {
             tag: None,
             labels: BTreeMap::new(),
             assignee_id: None,
+            hide_returned: false,
         }
     }
 
@@ -375,6 +378,9 @@ impl NumberQuery {
         if !self.statuses.is_empty() {
             let words: Vec<String> = self.statuses.iter().map(|s| s.as_str().into()).collect();
             bind(&mut clauses, "status = ANY(?)", Box::new(words));
+        }
+        if self.hide_returned {
+            clauses.push("status <> 'returned'".into());
         }
         if let Some(o) = self.owner_id {
             bind(&mut clauses, "provider_id = ?", Box::new(o));

@@ -991,6 +991,28 @@ async fn release_returns_a_number_and_the_provider_unbinds_it_into_its_pool() {
         .into_inner();
     assert_eq!(returned.status, pb::NumberStatus::Returned as i32);
     assert_eq!(returned.holder_id, t.a1.id);
+    // It has left the sub-account's own view; the provider still sees it, waiting to unbind.
+    let listed = a1_admin
+        .number_pool
+        .list_numbers(pb::ListNumbersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.numbers.iter().all(|n| n.id != returned.id));
+    let get = |id: &str| pb::GetNumberRequest {
+        key: Some(pb::get_number_request::Key::Id(id.into())),
+    };
+    assert_error(
+        a1_admin.number_pool.get_number(get(&returned.id)).await,
+        Code::PermissionDenied,
+    );
+    let seen = admin
+        .number_pool
+        .get_number(get(&returned.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen.status, pb::NumberStatus::Returned as i32);
     // The sub-account cannot take it back into the provider's pool itself.
     let before = snapshot(&app).await;
     assert_error(
