@@ -426,12 +426,17 @@ pub fn require_active(id: Uuid, state: AccountState) -> Result<()> {
     if state == AccountState::Active {
         Ok(())
     } else {
-        Err(Error::precondition(
-            "ACCOUNT_NOT_ACTIVE",
-            format!("accounts/{id}"),
-            format!("the account is {}", state.as_str()),
-        ))
+        Err(not_active(id, state))
     }
+}
+
+/// The account is suspended or closed: nothing new goes into it.
+pub fn not_active(id: Uuid, state: AccountState) -> Error {
+    Error::precondition(
+        "ACCOUNT_NOT_ACTIVE",
+        format!("accounts/{id}"),
+        format!("the account is {}", state.as_str()),
+    )
 }
 
 /// Numbers go down from an account only to its descendants.

@@ -78,7 +78,7 @@ impl Principal {
         }
     }
 
-    /// The caller's own account's path prefix is the root of everything it may see.
+    /// Whether the caller acts as the platform (every account in scope).
     pub fn is_platform(&self) -> bool {
         self.platform
     }

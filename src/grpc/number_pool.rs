@@ -10,8 +10,11 @@ use uuid::Uuid;
 use super::convert::{
     number_to_proto, number_type_from_proto, source_from_proto, status_from_proto,
 };
-use super::{AppState, actor, mutation, principal, scoped_account, scoped_number};
+use super::{
+    AppState, actor, mutation, optional_id, principal, required_id, scoped_account, scoped_number,
+};
 use crate::domain::account::child_path;
+use crate::domain::lifecycle;
 use crate::domain::number::{
     Actor, Attributes, E164, NumberStatus, NumberType, Operation, UPDATABLE, parse_prefix,
     search_pattern,
@@ -47,28 +50,6 @@ pub fn attributes_from_proto(v: &mut Violations, prefix: &str, n: &pb::Number) -
     a
 }
 
-fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
-    if value.is_empty() {
-        return None;
-    }
-    v.take(parse_id(field, value)).ok().flatten()
-}
-
-fn required_id(v: &mut Violations, field: &str, value: &str) -> Uuid {
-    v.take(parse_id(field, value))
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-fn not_active(a: &Account) -> Error {
-    Error::precondition(
-        "ACCOUNT_NOT_ACTIVE",
-        format!("accounts/{}", a.id),
-        format!("the account is {}", a.state.as_str()),
-    )
-}
-
 /// A provider the caller administers (numbers and series belong to providers).
 pub async fn admin_provider(db: &impl GenericClient, p: &Principal, id: Uuid) -> Result<Account> {
     let owner = scoped_account(db, p, id, Role::Admin, false, false).await?;
@@ -79,6 +60,17 @@ pub async fn admin_provider(db: &impl GenericClient, p: &Principal, id: Uuid) ->
             "numbers and series belong to providers (accounts without a parent)",
         ));
     }
+    Ok(owner)
+}
+
+/// A provider the caller administers that may receive new numbers (it is active).
+pub async fn receiving_provider(
+    db: &impl GenericClient,
+    p: &Principal,
+    id: Uuid,
+) -> Result<Account> {
+    let owner = admin_provider(db, p, id).await?;
+    lifecycle::require_active(owner.id, owner.state)?;
     Ok(owner)
 }
 
@@ -98,7 +90,7 @@ pub async fn receiving_account(
         ));
     }
     if holder.state != crate::domain::account::AccountState::Active {
-        return Err(not_active(&holder));
+        return Err(lifecycle::not_active(holder.id, holder.state));
     }
     Ok(holder)
 }
@@ -324,10 +316,7 @@ impl NumberPoolService for NumberPool {
             .db
             .mutate(m, move |tx| {
                 async move {
-                    let owner = admin_provider(tx, &p, owner_id).await?;
-                    if owner.state != crate::domain::account::AccountState::Active {
-                        return Err(not_active(&owner));
-                    }
+                    let owner = receiving_provider(tx, &p, owner_id).await?;
                     Ok(number_to_proto(
                         add_one(tx, &p, &owner, &add, &actor).await?,
                     ))
@@ -385,10 +374,7 @@ impl NumberPoolService for NumberPool {
             .db
             .mutate(m, move |tx| {
                 async move {
-                    let owner = admin_provider(tx, &p, owner_id).await?;
-                    if owner.state != crate::domain::account::AccountState::Active {
-                        return Err(not_active(&owner));
-                    }
+                    let owner = receiving_provider(tx, &p, owner_id).await?;
                     let mut results = Vec::with_capacity(items.len());
                     for (i, item) in items.into_iter().enumerate() {
                         // A savepoint per number: one failure undoes only itself.

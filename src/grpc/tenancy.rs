@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::{AppState, mutation, optional_id, principal, required_id, scoped_account, timestamp};
 use crate::domain::account::{self, AccountFields, AccountState, UPDATABLE, validate_fields};
+use crate::domain::lifecycle;
 use crate::domain::principal::Role;
 use crate::domain::validate::Violations;
 use crate::domain::{check_etag, etag, parse_id};
@@ -81,14 +82,6 @@ fn parse_state(v: &mut Violations, field: &str, value: i32) -> Option<AccountSta
     }
 }
 
-fn not_active(a: &Account) -> Error {
-    Error::precondition(
-        "ACCOUNT_NOT_ACTIVE",
-        format!("accounts/{}", a.id),
-        format!("the account is {}", a.state.as_str()),
-    )
-}
-
 /// Suspend and resume share everything but the states.
 async fn change_state(
     state: &AppState,
@@ -122,7 +115,7 @@ async fn change_state(
                     return Ok(to_proto(account));
                 }
                 if account.state != from {
-                    return Err(not_active(&account));
+                    return Err(lifecycle::not_active(account.id, account.state));
                 }
                 Ok(to_proto(store::set_state(tx, id, to).await?))
             }
@@ -171,9 +164,7 @@ impl TenancyService for Tenancy {
                         Some(pid) => {
                             let parent =
                                 scoped_account(tx, &p, pid, Role::Admin, false, true).await?;
-                            if parent.state != AccountState::Active {
-                                return Err(not_active(&parent));
-                            }
+                            lifecycle::require_active(parent.id, parent.state)?;
                             Some(parent)
                         }
                         None if p.is_platform() => None,

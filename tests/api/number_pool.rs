@@ -1004,3 +1004,25 @@ async fn adding_straight_into_a_sub_account_respects_its_quota() {
     assert!(tonic_types::StatusExt::get_details_quota_failure(&status).is_some());
     assert_eq!(count_live(&app).await, 1);
 }
+
+#[tokio::test]
+async fn nothing_is_added_to_a_suspended_provider() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.clients(As::Platform).await;
+    c.tenancy
+        .suspend_account(pb::SuspendAccountRequest {
+            id: provider.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let status = assert_error(
+        c.number_pool
+            .add_number(add(&provider, "+13035550100"))
+            .await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(violated_preconditions(&status), vec!["ACCOUNT_NOT_ACTIVE"]);
+    assert_eq!(count_live(&app).await, 0);
+}

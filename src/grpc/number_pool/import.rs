@@ -18,8 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
 use uuid::Uuid;
 
-use super::{admin_provider, number_query};
-use crate::domain::account::AccountState;
+use super::{number_query, receiving_provider};
 use crate::domain::number::{Attributes, E164, NumberSource, NumberType};
 use crate::domain::principal::Principal;
 use crate::domain::validate::Violations;
@@ -516,15 +515,7 @@ pub async fn start(
     let opts = options(first)?;
     {
         let client = state.db.client().await?;
-        let owner = admin_provider(&client, &principal, opts.owner).await?;
-        if owner.state != AccountState::Active {
-            return Err(Error::precondition(
-                "ACCOUNT_NOT_ACTIVE",
-                format!("accounts/{}", owner.id),
-                "the provider is not active",
-            )
-            .into());
-        }
+        receiving_provider(&client, &principal, opts.owner).await?;
     }
     let (out, rx) = mpsc::channel(16);
     tokio::spawn(async move {
