@@ -1,7 +1,7 @@
 //! Accounts: the tree's materialised path, states, settings and their validation.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
@@ -115,4 +115,20 @@ mod tests {
         assert!(cp.starts_with(&pp));
         assert_eq!(path_ids(&cp), vec![p, c]);
     }
+}
+
+/// An account of the tree, as stored.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: Uuid,
+    pub provider_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub path: String,
+    pub depth: i32,
+    pub seq: i64,
+    pub fields: AccountFields,
+    pub state: AccountState,
+    pub version: i64,
+    pub create_time: SystemTime,
+    pub update_time: SystemTime,
 }

@@ -5,6 +5,7 @@ pub mod account;
 pub mod lifecycle;
 pub mod number;
 pub mod principal;
+pub mod series;
 pub mod validate;
 
 use uuid::Uuid;

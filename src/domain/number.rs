@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use phonenumber::{Mode, country};
+use uuid::Uuid;
 
 use super::validate::Violations;
 use crate::error::{Error, Result};
@@ -477,4 +478,51 @@ mod search_tests {
         assert!(search_pattern("p", "+1303%").is_err());
         assert!(search_pattern("p", "+1234567890123456").is_err());
     }
+}
+
+/// A number of the inventory, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Number {
+    pub id: Uuid,
+    /// The provider that added the number; never changes.
+    pub owner_id: Uuid,
+    pub e164: String,
+    pub holder_id: Uuid,
+    pub holder_path: String,
+    pub status: NumberStatus,
+    pub series_id: Option<Uuid>,
+    pub attributes: Attributes,
+    pub assignee: Option<Assignee>,
+    pub reservation: Option<Reservation>,
+    pub aging_end_time: Option<SystemTime>,
+    pub version: i64,
+    pub create_time: SystemTime,
+    pub update_time: SystemTime,
+}
+
+impl Number {
+    pub fn state(&self) -> NumberState {
+        NumberState {
+            holder_id: self.holder_id,
+            status: self.status.as_str().to_string(),
+            assignee: self.assignee.clone(),
+            reservation: self.reservation.clone(),
+        }
+    }
+}
+
+/// One event of a number's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberEvent {
+    pub seq: i64,
+    pub number_id: Uuid,
+    pub e164: String,
+    pub time: SystemTime,
+    pub actor: String,
+    pub actor_account_id: Option<Uuid>,
+    pub request_id: String,
+    pub operation: Option<Operation>,
+    pub holder_path: String,
+    pub before: Option<NumberState>,
+    pub after: Option<NumberState>,
 }

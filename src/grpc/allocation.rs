@@ -18,17 +18,20 @@ use uuid::Uuid;
 use self::input::{Change, Key, OneChange, Selection};
 use super::convert::{number_to_proto, operation_to_proto, state_to_proto};
 use super::{AppState, actor, mutation, principal, scoped_account, scoped_number, timestamp};
+use crate::domain::account::Account;
 use crate::domain::account::path_ids;
 use crate::domain::check_etag;
 use crate::domain::lifecycle::{self, Move, Standing, Target};
+use crate::domain::number::Number;
+use crate::domain::number::NumberEvent;
 use crate::domain::number::{Actor, Assignee};
 use crate::domain::principal::{Principal, Role};
 use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
 use crate::store::GenericClient;
-use crate::store::accounts::{self, Account};
-use crate::store::allocation::{self as store, NumberEvent, Pool, standing_at};
-use crate::store::numbers::{self, Number};
+use crate::store::accounts;
+use crate::store::allocation::{self as store, Pool, standing_at};
+use crate::store::numbers;
 
 pub struct Allocation(pub AppState);
 

@@ -5,12 +5,12 @@ use numbering_client::v1 as pb;
 
 use super::timestamp;
 use crate::domain::etag as domain_etag;
+use crate::domain::number::Number;
 use crate::domain::number::{
     Assignee, AssigneeKind, NumberSource, NumberState, NumberStatus, NumberType, Operation,
     Reservation,
 };
 use crate::domain::validate::Violations;
-use crate::store::numbers::Number;
 
 pub fn status_to_proto(s: NumberStatus) -> pb::NumberStatus {
     match s {

@@ -60,7 +60,7 @@ pub async fn scoped_account(
     role: Role,
     strict: bool,
     lock: bool,
-) -> Result<accounts::Account> {
+) -> Result<crate::domain::account::Account> {
     match accounts::get(db, id, lock).await {
         Ok(account) => {
             principal.authorize(&account.path, role, strict)?;
@@ -83,7 +83,7 @@ pub async fn scoped_number(
     key: &str,
     role: Role,
     lock: bool,
-) -> Result<crate::store::numbers::Number> {
+) -> Result<crate::domain::number::Number> {
     match crate::store::numbers::find(db, key, lock).await {
         Ok(number) => {
             // A RETURNED number has left its holder's own view: only the owner's side sees it.

@@ -13,6 +13,7 @@ use super::convert::{
 use super::{
     AppState, actor, mutation, optional_id, principal, required_id, scoped_account, scoped_number,
 };
+use crate::domain::account::Account;
 use crate::domain::account::child_path;
 use crate::domain::lifecycle;
 use crate::domain::number::{
@@ -23,7 +24,6 @@ use crate::domain::principal::{Principal, Role};
 use crate::domain::validate::Violations;
 use crate::domain::{check_etag, etag, parse_id};
 use crate::error::{Error, Result};
-use crate::store::accounts::Account;
 use crate::store::numbers::{self, NewNumber, NumberQuery, Scope};
 use crate::store::{GenericClient, inventory, series};
 
@@ -143,7 +143,7 @@ async fn add_one(
     owner: &Account,
     add: &ValidAdd,
     actor: &Actor,
-) -> Result<numbers::Number> {
+) -> Result<crate::domain::number::Number> {
     let holder = match add.holder_id {
         Some(h) if h != owner.id => {
             let holder = receiving_account(tx, p, owner, h).await?;
@@ -245,7 +245,7 @@ pub async fn number_query(
     Ok(q)
 }
 
-fn series_to_proto(s: series::Series) -> pb::Series {
+fn series_to_proto(s: crate::domain::series::Series) -> pb::Series {
     pb::Series {
         id: s.id.to_string(),
         provider_id: s.provider_id.to_string(),
@@ -275,7 +275,7 @@ async fn scoped_series(
     id: Uuid,
     role: Role,
     lock: bool,
-) -> Result<series::Series> {
+) -> Result<crate::domain::series::Series> {
     match series::get(db, id, lock).await {
         Ok(s) => {
             p.authorize(&child_path("", s.provider_id), role, false)?;

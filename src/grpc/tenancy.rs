@@ -9,13 +9,14 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{AppState, mutation, optional_id, principal, required_id, scoped_account, timestamp};
+use crate::domain::account::Account;
 use crate::domain::account::{self, AccountFields, AccountState, UPDATABLE, validate_fields};
 use crate::domain::lifecycle;
 use crate::domain::principal::Role;
 use crate::domain::validate::Violations;
 use crate::domain::{check_etag, etag, parse_id};
 use crate::error::{Error, Result};
-use crate::store::accounts::{self as store, Account, ListFilter};
+use crate::store::accounts::{self as store, ListFilter};
 
 pub struct Tenancy(pub AppState);
 

@@ -1,30 +1,15 @@
 //! Accounts in PostgreSQL: the tree by materialised path.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::GenericClient;
-use crate::domain::account::{AccountFields, AccountState, child_path};
+use crate::domain::account::{Account, AccountFields, AccountState, child_path};
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone)]
-pub struct Account {
-    pub id: Uuid,
-    pub provider_id: Uuid,
-    pub parent_id: Option<Uuid>,
-    pub path: String,
-    pub depth: i32,
-    pub seq: i64,
-    pub fields: AccountFields,
-    pub state: AccountState,
-    pub version: i64,
-    pub create_time: SystemTime,
-    pub update_time: SystemTime,
-}
 
 const COLUMNS: &str = "id, provider_id, parent_id, path, depth, seq, display_name, kind, external_ref, \
      state, labels, max_numbers, aging_period_seconds, version, create_time, update_time";

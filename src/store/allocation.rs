@@ -12,9 +12,10 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::GenericClient;
-use super::numbers::{COLUMNS, Number, from_row};
+use super::numbers::{COLUMNS, from_row};
 use crate::domain::lifecycle::Standing;
 use crate::domain::number::{Actor, NumberState, Operation};
+use crate::domain::number::{Number, NumberEvent};
 use crate::error::{Error, Result};
 
 impl From<&Number> for Standing {
@@ -326,22 +327,6 @@ pub async fn subtree_count(db: &impl GenericClient, provider: Uuid, path: &str) 
         )
         .await?
         .get(0))
-}
-
-/// One event of a number's history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NumberEvent {
-    pub seq: i64,
-    pub number_id: Uuid,
-    pub e164: String,
-    pub time: SystemTime,
-    pub actor: String,
-    pub actor_account_id: Option<Uuid>,
-    pub request_id: String,
-    pub operation: Option<Operation>,
-    pub holder_path: String,
-    pub before: Option<NumberState>,
-    pub after: Option<NumberState>,
 }
 
 const EVENT_COLUMNS: &str = "seq, number_id, e164, time, actor, actor_account_id, request_id, \

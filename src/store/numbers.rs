@@ -2,7 +2,6 @@
 //! written with its event in the caller's transaction.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
@@ -10,40 +9,10 @@ use uuid::Uuid;
 
 use super::GenericClient;
 use crate::domain::number::{
-    Actor, Assignee, Attributes, E164, NumberSource, NumberState, NumberStatus, NumberType,
-    Operation, Reservation,
+    Actor, Assignee, Attributes, E164, Number, NumberSource, NumberStatus, NumberType, Operation,
+    Reservation,
 };
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Number {
-    pub id: Uuid,
-    /// The provider that added the number; never changes.
-    pub owner_id: Uuid,
-    pub e164: String,
-    pub holder_id: Uuid,
-    pub holder_path: String,
-    pub status: NumberStatus,
-    pub series_id: Option<Uuid>,
-    pub attributes: Attributes,
-    pub assignee: Option<Assignee>,
-    pub reservation: Option<Reservation>,
-    pub aging_end_time: Option<SystemTime>,
-    pub version: i64,
-    pub create_time: SystemTime,
-    pub update_time: SystemTime,
-}
-
-impl Number {
-    pub fn state(&self) -> NumberState {
-        NumberState {
-            holder_id: self.holder_id,
-            status: self.status.as_str().to_string(),
-            assignee: self.assignee.clone(),
-            reservation: self.reservation.clone(),
-        }
-    }
-}
 
 pub const COLUMNS: &str = "id, provider_id, e164, holder_id, holder_path, status, series_id, \
      number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels, \

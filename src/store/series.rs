@@ -2,24 +2,12 @@
 //! the series with the longest matching prefix; creating or deleting a series re-files the
 //! numbers it gains or loses in the same transaction.
 
-use std::time::SystemTime;
-
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::GenericClient;
+use crate::domain::series::Series;
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    pub id: Uuid,
-    pub provider_id: Uuid,
-    pub prefix: String,
-    pub display_name: String,
-    pub description: String,
-    pub version: i64,
-    pub create_time: SystemTime,
-}
 
 const COLUMNS: &str = "id, provider_id, prefix, display_name, description, version, create_time";
 

@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use super::super::{optional_id, required_id};
 use crate::domain::lifecycle::{validate_assignee, validate_reservation};
+use crate::domain::number::Number;
 use crate::domain::number::{Assignee, AssigneeKind, E164, Reservation, parse_prefix};
 use crate::domain::validate::Violations;
 use crate::error::Result;
-use crate::store::numbers::Number;
 
 /// Most numbers one list, or one batch, may name.
 pub const MAX_NUMBERS: usize = 1000;
