@@ -1,14 +1,6 @@
-//! The one error vocabulary of the service, and its single translation into gRPC statuses with
-//! google.rpc details (ErrorInfo always, plus BadRequest, PreconditionFailure, QuotaFailure or
-//! ResourceInfo as they fit).
-
-use std::collections::HashMap;
-
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
-/// The `domain` of every ErrorInfo this service sends.
-pub const DOMAIN: &str = "numbering";
+//! The one error vocabulary of the service, shared by every floor. It knows nothing of gRPC:
+//! [`crate::grpc::status`] turns it into statuses, [`crate::store::errors`] makes it from
+//! PostgreSQL's.
 
 /// One bad field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,129 +117,7 @@ impl Error {
     }
 }
 
-impl From<Error> for Status {
-    fn from(error: Error) -> Status {
-        let message = error.to_string();
-        let mut details =
-            ErrorDetails::with_error_info(error.reason(), DOMAIN, HashMap::<String, String>::new());
-        // Exhaustive on purpose: a new variant does not compile until its code is decided.
-        let code = match error {
-            Error::InvalidArgument(violations) => {
-                for v in violations {
-                    details.add_bad_request_violation(v.field, v.description);
-                }
-                Code::InvalidArgument
-            }
-            Error::NotFound {
-                resource_type,
-                name,
-            } => {
-                details.set_resource_info(resource_type, name, "", "not found");
-                Code::NotFound
-            }
-            Error::AlreadyExists {
-                resource_type,
-                name,
-            } => {
-                details.set_resource_info(resource_type, name, "", "already exists");
-                Code::AlreadyExists
-            }
-            Error::FailedPrecondition(preconditions) => {
-                for p in preconditions {
-                    details.add_precondition_failure_violation(p.kind, p.subject, p.description);
-                }
-                Code::FailedPrecondition
-            }
-            Error::EtagMismatch {
-                resource_type,
-                name,
-            } => {
-                details.set_resource_info(resource_type, name, "", "etag mismatch");
-                Code::Aborted
-            }
-            Error::RequestIdReused => {
-                details.add_bad_request_violation(
-                    "request_id",
-                    "already used for a different request",
-                );
-                Code::InvalidArgument
-            }
-            Error::QuotaExceeded {
-                subject,
-                description,
-            } => {
-                details.add_quota_failure_violation(subject, description);
-                Code::ResourceExhausted
-            }
-            Error::PermissionDenied => Code::PermissionDenied,
-            Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::Conflict(_) => Code::Aborted,
-            Error::Unimplemented(_) => Code::Unimplemented,
-            Error::Unavailable(_) => Code::Unavailable,
-            Error::Internal(ref e) => {
-                tracing::error!(error = %e, "internal error");
-                Code::Internal
-            }
-        };
-        Status::with_error_details(code, message, details)
-    }
-}
-
-impl From<tokio_postgres::Error> for Error {
-    /// The one place PostgreSQL errors become domain errors. Constraint names tell which rule
-    /// broke; the store maps the ones it expects before they reach here.
-    fn from(e: tokio_postgres::Error) -> Self {
-        use tokio_postgres::error::SqlState;
-        match e.code() {
-            Some(c)
-                if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED =>
-            {
-                Error::Conflict(e.to_string())
-            }
-            Some(c) if *c == SqlState::UNIQUE_VIOLATION => Error::AlreadyExists {
-                resource_type: "resource",
-                name: e
-                    .as_db_error()
-                    .and_then(|d| d.constraint())
-                    .unwrap_or_default()
-                    .to_string(),
-            },
-            Some(c)
-                if c.code().starts_with("08")
-                    || *c == SqlState::ADMIN_SHUTDOWN
-                    || *c == SqlState::CANNOT_CONNECT_NOW =>
-            {
-                Error::Unavailable(e.to_string())
-            }
-            None if e.is_closed() => Error::Unavailable(e.to_string()),
-            _ => Error::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => Error::Unavailable(other.to_string()),
-        }
-    }
-}
-
 impl Error {
-    /// The google.rpc.Status of this error, for per-item results of batch answers.
-    pub fn into_rpc_status(self) -> tonic_types::pb::Status {
-        let status = Status::from(self);
-        <tonic_types::pb::Status as prost::Message>::decode(status.details()).unwrap_or(
-            tonic_types::pb::Status {
-                code: status.code() as i32,
-                message: status.message().to_string(),
-                details: Vec::new(),
-            },
-        )
-    }
-
     /// The same error with its field names under `prefix` (`requests[3].`).
     pub fn with_field_prefix(self, prefix: &str) -> Self {
         match self {
@@ -262,4 +132,26 @@ impl Error {
             other => other,
         }
     }
+}
+
+/// The one answer of an all-or-nothing batch that failed, whatever the batch: every broken
+/// rule when rules were all that failed (one PreconditionFailure naming each number), else the
+/// first other failure (ALREADY_EXISTS, QUOTA_EXCEEDED, INVALID_ARGUMENT...) as it is.
+pub fn all_or_nothing(failures: Vec<Error>) -> Error {
+    if failures
+        .iter()
+        .all(|e| matches!(e, Error::FailedPrecondition(_)))
+    {
+        let mut all = Vec::new();
+        for e in failures {
+            if let Error::FailedPrecondition(v) = e {
+                all.extend(v);
+            }
+        }
+        return Error::FailedPrecondition(all);
+    }
+    failures
+        .into_iter()
+        .find(|e| !matches!(e, Error::FailedPrecondition(_)))
+        .unwrap_or(Error::Internal("a batch failed without an error".into()))
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod embedded;
 pub mod error;
+pub mod flows;
 pub mod grpc;
 pub mod metrics;
 pub mod paging;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::domain::lifecycle::{self, Move, Standing};
+use crate::domain::lifecycle::{self, Move};
 use crate::domain::number::Actor;
 use crate::error::Result;
 use crate::store::Db;
@@ -58,7 +58,7 @@ async fn sweep_batch(db: &Db, due: Due) -> Result<usize> {
         .await?
         .into_iter()
         .filter_map(|n| {
-            let after = lifecycle::next(&Standing::from(&n), &m).ok()?;
+            let after = lifecycle::next(&n, &m).ok()?;
             Some((n, after))
         })
         .collect();

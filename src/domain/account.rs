@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 use super::validate::Violations;
+use crate::error::{Error, Precondition, Result};
 
 /// Longest aging period a provider may set.
 pub const MAX_AGING_PERIOD: Duration = Duration::from_secs(3650 * 24 * 3600);
@@ -27,6 +28,35 @@ pub fn path_ids(path: &str) -> Vec<Uuid> {
         .filter(|s| !s.is_empty())
         .filter_map(|s| Uuid::parse_str(s).ok())
         .collect()
+}
+
+/// Whether the account at `path` is the account at `ancestor` or below it.
+pub fn is_within(path: &str, ancestor: &str) -> bool {
+    path.starts_with(ancestor)
+}
+
+/// The path of an account's parent; `None` for a provider.
+pub fn parent_path(path: &str) -> Option<&str> {
+    let trimmed = path.strip_suffix('/')?;
+    let cut = trimmed.rfind('/')?;
+    (cut > 0).then(|| &path[..=cut])
+}
+
+/// The path of the lowest account that both paths are at or below; `None` across trees.
+pub fn common_ancestor(a: &str, b: &str) -> Option<String> {
+    let mut common = String::from("/");
+    for (x, y) in a
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .zip(b.split('/').filter(|s| !s.is_empty()))
+    {
+        if x != y {
+            break;
+        }
+        common.push_str(x);
+        common.push('/');
+    }
+    (common.len() > 1).then_some(common)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +120,61 @@ pub fn validate_fields(v: &mut Violations, prefix: &str, f: &AccountFields, name
                 "not a field that can be updated",
             ),
         }
+    }
+}
+
+impl AccountFields {
+    /// Takes from `incoming` the fields `paths` name (an update mask already checked). Only a
+    /// provider has an aging period.
+    pub fn merge(
+        &mut self,
+        incoming: &AccountFields,
+        paths: &[String],
+        is_provider: bool,
+    ) -> Result<()> {
+        for path in paths {
+            match path.as_str() {
+                "display_name" => self.display_name = incoming.display_name.clone(),
+                "kind" => self.kind = incoming.kind.clone(),
+                "external_ref" => self.external_ref = incoming.external_ref.clone(),
+                "labels" => self.labels = incoming.labels.clone(),
+                "max_numbers" => self.max_numbers = incoming.max_numbers,
+                "aging_period" if !is_provider => {
+                    return Err(Error::invalid(
+                        "account.aging_period",
+                        "only a provider (an account without a parent) has an aging period",
+                    ));
+                }
+                "aging_period" => self.aging_period = incoming.aging_period,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An account is deleted only when nothing is in its way: no child accounts, no numbers held.
+/// The error names everything that is.
+pub fn require_empty(id: Uuid, children: i64, numbers: i64) -> Result<()> {
+    let mut in_the_way = Vec::new();
+    if children > 0 {
+        in_the_way.push(Precondition {
+            kind: "ACCOUNT_HAS_CHILDREN",
+            subject: format!("accounts/{id}"),
+            description: format!("the account has {children} child accounts"),
+        });
+    }
+    if numbers > 0 {
+        in_the_way.push(Precondition {
+            kind: "ACCOUNT_HOLDS_NUMBERS",
+            subject: format!("accounts/{id}"),
+            description: format!("the account holds {numbers} numbers"),
+        });
+    }
+    if in_the_way.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition(in_the_way))
     }
 }
 

@@ -6,30 +6,25 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use super::account::AccountState;
-use super::number::{Assignee, AssigneeKind, NumberStatus, Operation, Reservation};
+use super::account::{Account, AccountState, is_within};
+use super::number::{Assignee, AssigneeKind, Number, NumberStatus, Operation, Reservation};
 use super::validate::Violations;
 use crate::error::{Error, Result};
-
-/// Where a number stands: everything its life changes, and what names it in an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Standing {
-    pub e164: String,
-    /// The provider that owns the number; never changes.
-    pub owner_id: Uuid,
-    pub holder_id: Uuid,
-    pub holder_path: String,
-    pub status: NumberStatus,
-    pub assignee: Option<Assignee>,
-    pub reservation: Option<Reservation>,
-    pub aging_end_time: Option<SystemTime>,
-}
 
 /// An account a move sends a number to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub id: Uuid,
     pub path: String,
+}
+
+impl Target {
+    pub fn of(a: &Account) -> Self {
+        Target {
+            id: a.id,
+            path: a.path.clone(),
+        }
+    }
 }
 
 /// One move in the life of a number.
@@ -114,18 +109,18 @@ enum Needs {
     Exactly(NumberStatus),
 }
 
-fn subject(s: &Standing) -> String {
+fn subject(s: &Number) -> String {
     format!("numbers/{}", s.e164)
 }
 
-fn broken(s: &Standing, kind: &'static str, description: impl Into<String>) -> Error {
+fn broken(s: &Number, kind: &'static str, description: impl Into<String>) -> Error {
     Error::precondition(kind, subject(s), description)
 }
 
 /// The rule a number's status breaks, named by what the number is (NUMBER_ASSIGNED) when the
 /// move wants it unused, or by what it is not (NUMBER_NOT_RESERVED) when the move wants one
 /// particular status.
-fn require(s: &Standing, needs: Needs) -> Result<()> {
+fn require(s: &Number, needs: Needs) -> Result<()> {
     let ok = match needs {
         Needs::Unused => s.status == NumberStatus::Available,
         Needs::UnusedOrReserved => {
@@ -188,7 +183,7 @@ fn require(s: &Standing, needs: Needs) -> Result<()> {
     Err(broken(s, kind, description))
 }
 
-fn require_holder(s: &Standing, account: Uuid) -> Result<()> {
+fn require_holder(s: &Number, account: Uuid) -> Result<()> {
     if s.holder_id == account {
         Ok(())
     } else {
@@ -200,37 +195,8 @@ fn require_holder(s: &Standing, account: Uuid) -> Result<()> {
     }
 }
 
-/// Whether the account at `path` is the account at `ancestor` or below it.
-pub fn is_within(path: &str, ancestor: &str) -> bool {
-    path.starts_with(ancestor)
-}
-
-/// The path of an account's parent; `None` for a provider.
-pub fn parent_path(path: &str) -> Option<&str> {
-    let trimmed = path.strip_suffix('/')?;
-    let cut = trimmed.rfind('/')?;
-    (cut > 0).then(|| &path[..=cut])
-}
-
-/// The path of the lowest account that both paths are at or below; `None` across trees.
-pub fn common_ancestor(a: &str, b: &str) -> Option<String> {
-    let mut common = String::from("/");
-    for (x, y) in a
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .zip(b.split('/').filter(|s| !s.is_empty()))
-    {
-        if x != y {
-            break;
-        }
-        common.push_str(x);
-        common.push('/');
-    }
-    (common.len() > 1).then_some(common)
-}
-
 /// The account an assignee belongs to must be the holder or below it, so the number can follow.
-fn require_below_holder(s: &Standing, to: &Target) -> Result<()> {
+fn require_below_holder(s: &Number, to: &Target) -> Result<()> {
     if is_within(&to.path, &s.holder_path) {
         Ok(())
     } else {
@@ -255,16 +221,16 @@ pub fn reserved_for(reservation: &Reservation, a: &Assignee) -> bool {
             == Some(a.id.as_str())
 }
 
-fn moved_to(s: &Standing, to: &Target) -> Standing {
-    Standing {
+fn moved_to(s: &Number, to: &Target) -> Number {
+    Number {
         holder_id: to.id,
         holder_path: to.path.clone(),
         ..s.clone()
     }
 }
 
-fn available(s: &Standing) -> Standing {
-    Standing {
+fn available(s: &Number) -> Number {
+    Number {
         status: NumberStatus::Available,
         assignee: None,
         reservation: None,
@@ -273,8 +239,8 @@ fn available(s: &Standing) -> Standing {
     }
 }
 
-fn assigned(s: &Standing, assignee: &Assignee, to: &Target) -> Standing {
-    Standing {
+fn assigned(s: &Number, assignee: &Assignee, to: &Target) -> Number {
+    Number {
         status: NumberStatus::Assigned,
         assignee: Some(Assignee {
             account_id: Some(to.id),
@@ -286,7 +252,7 @@ fn assigned(s: &Standing, assignee: &Assignee, to: &Target) -> Standing {
 }
 
 /// Where `m` leaves the number `s`, or the rule it breaks.
-pub fn next(s: &Standing, m: &Move) -> Result<Standing> {
+pub fn next(s: &Number, m: &Move) -> Result<Number> {
     match m {
         Move::Allocate { from, to } => {
             require_holder(s, *from)?;
@@ -332,7 +298,7 @@ pub fn next(s: &Standing, m: &Move) -> Result<Standing> {
         }
         Move::Reserve(reservation) => {
             require(s, Needs::Unused)?;
-            Ok(Standing {
+            Ok(Number {
                 status: NumberStatus::Reserved,
                 reservation: Some(reservation.clone()),
                 ..s.clone()
@@ -351,7 +317,7 @@ pub fn next(s: &Standing, m: &Move) -> Result<Standing> {
                 ));
             }
             require(s, Needs::Unused)?;
-            Ok(Standing {
+            Ok(Number {
                 status: NumberStatus::Returned,
                 ..s.clone()
             })
@@ -370,7 +336,7 @@ pub fn next(s: &Standing, m: &Move) -> Result<Standing> {
             if aging_period.is_zero() {
                 return Ok(back);
             }
-            Ok(Standing {
+            Ok(Number {
                 status: NumberStatus::Aging,
                 aging_end_time: Some(*now + *aging_period),
                 ..back
@@ -403,7 +369,7 @@ pub fn next(s: &Standing, m: &Move) -> Result<Standing> {
 }
 
 /// Applies `m` to every number and answers every rule broken, so one error names them all.
-pub fn next_all(numbers: &[Standing], m: &Move) -> Result<Vec<Standing>> {
+pub fn next_all(numbers: &[Number], m: &Move) -> Result<Vec<Number>> {
     let mut after = Vec::with_capacity(numbers.len());
     let mut broken = Vec::new();
     for s in numbers {
@@ -417,6 +383,68 @@ pub fn next_all(numbers: &[Standing], m: &Move) -> Result<Vec<Standing>> {
         Ok(after)
     } else {
         Err(Error::FailedPrecondition(broken))
+    }
+}
+
+/// Numbers and series belong to providers (accounts without a parent).
+pub fn require_provider(a: &Account) -> Result<()> {
+    if a.parent_id.is_none() {
+        return Ok(());
+    }
+    Err(Error::precondition(
+        "NOT_A_PROVIDER",
+        format!("accounts/{}", a.id),
+        "numbers and series belong to providers (accounts without a parent)",
+    ))
+}
+
+/// A number goes only to accounts of its owner's tree.
+pub fn require_in_tree(owner: &Account, holder: &Account) -> Result<()> {
+    if holder.provider_id == owner.id {
+        return Ok(());
+    }
+    Err(Error::precondition(
+        "OUTSIDE_OWNER_TREE",
+        format!("accounts/{}", holder.id),
+        "the account is not in the owner's tree",
+    ))
+}
+
+/// A deleted number keeps its history but changes no more.
+pub fn require_live(n: &Number) -> Result<()> {
+    if n.status != NumberStatus::Deleted {
+        return Ok(());
+    }
+    Err(broken(n, "NUMBER_DELETED", "the number is deleted"))
+}
+
+/// Where deleting leaves a number: only its owner deletes it, only while the owner itself
+/// holds it and it is available or aging.
+pub fn deleted(n: &Number) -> Result<Number> {
+    if n.holder_id != n.owner_id {
+        return Err(broken(
+            n,
+            "NUMBER_HELD_BY_SUB_ACCOUNT",
+            "the number is held by a sub-account: withdraw it first",
+        ));
+    }
+    match n.status {
+        NumberStatus::Available | NumberStatus::Aging => Ok(Number {
+            status: NumberStatus::Deleted,
+            assignee: None,
+            reservation: None,
+            aging_end_time: None,
+            ..n.clone()
+        }),
+        NumberStatus::Deleted => Err(broken(n, "NUMBER_DELETED", "the number is already deleted")),
+        other => Err(broken(
+            n,
+            "NUMBER_IN_USE",
+            format!(
+                "the number is {}: only available or aging numbers can be deleted",
+                other.as_str()
+            ),
+        )),
     }
 }
 
@@ -514,6 +542,7 @@ pub fn validate_reservation(v: &mut Violations, field: &str, r: &Reservation, no
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::account::{common_ancestor, parent_path};
     use crate::domain::account::child_path;
 
     struct Tree {
@@ -539,16 +568,22 @@ mod tests {
         Tree { provider, a, a1, b }
     }
 
-    fn held_by(t: &Target, owner: &Target, status: NumberStatus) -> Standing {
-        Standing {
+    fn held_by(t: &Target, owner: &Target, status: NumberStatus) -> Number {
+        Number {
+            id: Uuid::new_v4(),
             e164: "+13035550100".into(),
             owner_id: owner.id,
             holder_id: t.id,
             holder_path: t.path.clone(),
             status,
+            series_id: None,
+            attributes: Default::default(),
             assignee: None,
             reservation: None,
             aging_end_time: None,
+            version: 1,
+            create_time: SystemTime::UNIX_EPOCH,
+            update_time: SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -570,7 +605,7 @@ mod tests {
         }
     }
 
-    fn kind(r: Result<Standing>) -> &'static str {
+    fn kind(r: Result<Number>) -> &'static str {
         match r {
             Err(Error::FailedPrecondition(v)) => v[0].kind,
             other => panic!("expected a broken rule, got {other:?}"),

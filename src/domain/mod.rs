@@ -2,6 +2,7 @@
 //! roles, and the rules of accounts. No tonic and no SQL here.
 
 pub mod account;
+pub mod command;
 pub mod lifecycle;
 pub mod number;
 pub mod principal;

@@ -278,6 +278,23 @@ impl Attributes {
     }
 
     /// Tags as a set: sorted, without repeats.
+    /// Takes from `incoming` the fields `paths` name (an update mask already checked).
+    pub fn merge(&mut self, incoming: &Attributes, paths: &[String]) {
+        for path in paths {
+            match path.as_str() {
+                "number_type" => self.number_type = incoming.number_type,
+                "source" => self.source = incoming.source,
+                "carrier" => self.carrier = incoming.carrier.clone(),
+                "sip_trunk" => self.sip_trunk = incoming.sip_trunk.clone(),
+                "billing_reference" => self.billing_reference = incoming.billing_reference.clone(),
+                "service_info" => self.service_info = incoming.service_info.clone(),
+                "tags" => self.tags = incoming.tags.clone(),
+                "labels" => self.labels = incoming.labels.clone(),
+                _ => {}
+            }
+        }
+    }
+
     pub fn normalise(&mut self) {
         for t in &mut self.tags {
             *t = t.trim().to_string();
@@ -501,6 +518,16 @@ pub struct Number {
 }
 
 impl Number {
+    /// The path whose accounts see this number. A RETURNED number has left its holder's own
+    /// view: only the owner's side sees it until it is unbound.
+    pub fn visible_path(&self) -> String {
+        if self.status == NumberStatus::Returned {
+            super::account::child_path("", self.owner_id)
+        } else {
+            self.holder_path.clone()
+        }
+    }
+
     pub fn state(&self) -> NumberState {
         NumberState {
             holder_id: self.holder_id,

@@ -40,6 +40,15 @@ pub struct Principal {
     pub platform: bool,
 }
 
+/// How far from its own account a caller's scope reaches for one operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The caller's own account and every account below it.
+    OwnOrBelow,
+    /// Only the accounts strictly below the caller's own: the parent's call.
+    Below,
+}
+
 impl Principal {
     /// The caller when authentication is off (loopback only): the platform itself.
     pub fn unauthenticated_platform() -> Self {
@@ -58,9 +67,10 @@ impl Principal {
 
     /// The single scope check: the caller may act with `role` on an account whose materialised
     /// path is `target_path` (its ancestors' ids and its own, see [`crate::domain::account`]).
-    /// `strict` asks for a strict ancestor: the account itself is not enough (suspending,
-    /// deleting or setting the quota of one's own account is the parent's call).
-    pub fn authorize(&self, target_path: &str, role: Role, strict: bool) -> Result<()> {
+    /// [`Reach::Below`] asks for a strict ancestor: the account itself is not enough
+    /// (suspending, deleting or setting the quota of one's own account is the parent's call).
+    pub fn authorize(&self, target_path: &str, role: Role, reach: Reach) -> Result<()> {
+        let strict = reach == Reach::Below;
         if self.platform {
             return Ok(());
         }
@@ -111,18 +121,18 @@ mod tests {
         let b_p = child_path(&root_p, b);
         let a1_p = child_path(&a_p, a1);
         let p = caller(a, Role::Admin);
-        assert!(p.authorize(&a_p, Role::Admin, false).is_ok());
-        assert!(p.authorize(&a1_p, Role::Admin, true).is_ok());
+        assert!(p.authorize(&a_p, Role::Admin, Reach::OwnOrBelow).is_ok());
+        assert!(p.authorize(&a1_p, Role::Admin, Reach::Below).is_ok());
         assert_eq!(
-            p.authorize(&a_p, Role::Admin, true),
+            p.authorize(&a_p, Role::Admin, Reach::Below),
             Err(Error::PermissionDenied)
         );
         assert_eq!(
-            p.authorize(&root_p, Role::Viewer, false),
+            p.authorize(&root_p, Role::Viewer, Reach::OwnOrBelow),
             Err(Error::PermissionDenied)
         );
         assert_eq!(
-            p.authorize(&b_p, Role::Viewer, false),
+            p.authorize(&b_p, Role::Viewer, Reach::OwnOrBelow),
             Err(Error::PermissionDenied)
         );
     }
@@ -132,15 +142,23 @@ mod tests {
         let a = Uuid::new_v4();
         let path = child_path("", a);
         let viewer = caller(a, Role::Viewer);
-        assert!(viewer.authorize(&path, Role::Viewer, false).is_ok());
+        assert!(
+            viewer
+                .authorize(&path, Role::Viewer, Reach::OwnOrBelow)
+                .is_ok()
+        );
         assert_eq!(
-            viewer.authorize(&path, Role::Operator, false),
+            viewer.authorize(&path, Role::Operator, Reach::OwnOrBelow),
             Err(Error::PermissionDenied)
         );
         let operator = caller(a, Role::Operator);
-        assert!(operator.authorize(&path, Role::Operator, false).is_ok());
+        assert!(
+            operator
+                .authorize(&path, Role::Operator, Reach::OwnOrBelow)
+                .is_ok()
+        );
         assert_eq!(
-            operator.authorize(&path, Role::Admin, false),
+            operator.authorize(&path, Role::Admin, Reach::OwnOrBelow),
             Err(Error::PermissionDenied)
         );
     }

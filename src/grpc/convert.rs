@@ -1,16 +1,18 @@
-//! Conversions between the domain's number types and their proto messages, shared by the
-//! NumberPool and Allocation adapters.
+//! Conversions between the domain's types and their proto messages, shared by the adapters.
 
 use numbering_client::v1 as pb;
 
-use super::timestamp;
+use std::time::SystemTime;
+
+use crate::domain::account::{Account, AccountState};
 use crate::domain::etag as domain_etag;
-use crate::domain::number::Number;
 use crate::domain::number::{
-    Assignee, AssigneeKind, NumberSource, NumberState, NumberStatus, NumberType, Operation,
-    Reservation,
+    Assignee, AssigneeKind, Number, NumberEvent, NumberSource, NumberState, NumberStatus,
+    NumberType, Operation, Reservation,
 };
+use crate::domain::series::Series;
 use crate::domain::validate::Violations;
+use crate::store::inventory::Counts;
 
 pub fn status_to_proto(s: NumberStatus) -> pb::NumberStatus {
     match s {
@@ -179,5 +181,87 @@ pub fn operation_to_proto(op: Operation) -> pb::NumberOperation {
         Operation::Release => pb::NumberOperation::Release,
         Operation::Unbind => pb::NumberOperation::Unbind,
         Operation::AgingEnd => pb::NumberOperation::AgingEnd,
+    }
+}
+
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    t.into()
+}
+
+pub fn numbers_to_proto(numbers: Vec<Number>) -> Vec<pb::Number> {
+    numbers.into_iter().map(number_to_proto).collect()
+}
+
+pub fn event_to_proto(e: NumberEvent) -> pb::NumberEvent {
+    pb::NumberEvent {
+        sequence: e.seq,
+        number_id: e.number_id.to_string(),
+        e164: e.e164,
+        time: Some(timestamp(e.time)),
+        actor: e.actor,
+        actor_account_id: e
+            .actor_account_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        request_id: e.request_id,
+        operation: e
+            .operation
+            .map_or(pb::NumberOperation::Unspecified, operation_to_proto)
+            .into(),
+        before: e.before.map(state_to_proto),
+        after: e.after.map(state_to_proto),
+    }
+}
+
+fn account_state_to_proto(s: AccountState) -> pb::AccountState {
+    match s {
+        AccountState::Active => pb::AccountState::Active,
+        AccountState::Suspended => pb::AccountState::Suspended,
+        AccountState::Closed => pb::AccountState::Closed,
+    }
+}
+
+pub fn account_to_proto(a: Account) -> pb::Account {
+    pb::Account {
+        id: a.id.to_string(),
+        parent_id: a.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+        provider_id: a.provider_id.to_string(),
+        display_name: a.fields.display_name,
+        kind: a.fields.kind,
+        external_ref: a.fields.external_ref.unwrap_or_default(),
+        state: account_state_to_proto(a.state).into(),
+        labels: a.fields.labels,
+        max_numbers: a.fields.max_numbers,
+        aging_period: a.parent_id.is_none().then(|| prost_types::Duration {
+            seconds: i64::try_from(a.fields.aging_period.as_secs()).unwrap_or(i64::MAX),
+            nanos: 0,
+        }),
+        depth: a.depth,
+        create_time: Some(timestamp(a.create_time)),
+        update_time: Some(timestamp(a.update_time)),
+        etag: domain_etag(a.version),
+    }
+}
+
+pub fn series_to_proto(s: Series) -> pb::Series {
+    pb::Series {
+        id: s.id.to_string(),
+        provider_id: s.provider_id.to_string(),
+        prefix: s.prefix,
+        display_name: s.display_name,
+        description: s.description,
+        etag: domain_etag(s.version),
+    }
+}
+
+pub fn counts_to_proto(c: &Counts) -> pb::InventoryCounts {
+    pb::InventoryCounts {
+        total: c.total(),
+        available: c.available,
+        reserved: c.reserved,
+        assigned: c.assigned,
+        allocated_to_children: c.allocated_to_children,
+        returned: c.returned,
+        aging: c.aging,
     }
 }

@@ -1,21 +1,25 @@
-//! The gRPC adapters: proto in, domain call, proto out. Each service lives in its own module.
+//! The gRPC adapters: proto in, one use case of [`crate::flows`], proto out. Requests are parsed
+//! into typed commands ([`parse`]), every mutation goes through one runner
+//! ([`AppState::mutate`]: request ids, validate_only, the transaction), every page through one
+//! helper ([`Page`]), and every error through one conversion ([`status`]).
 
 pub mod allocation;
 pub mod convert;
 pub mod number_pool;
+pub mod parse;
+pub mod status;
 pub mod tenancy;
 
-use std::time::SystemTime;
+use futures::future::BoxFuture;
+use serde::{Serialize, de::DeserializeOwned};
+use tonic::{Request, Response, Status};
 
-use tonic::Request;
-use uuid::Uuid;
-
-use crate::domain::parse_id;
-use crate::domain::principal::{Principal, Role};
+use crate::domain::principal::Principal;
 use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
+use crate::flows::Caller;
 use crate::paging::PageTokens;
-use crate::store::{Db, GenericClient, Mutation, accounts};
+use crate::store::{Db, Mutation, Tx};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -33,95 +37,172 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal> {
         .ok_or_else(|| Error::Unauthenticated("no principal on the request".into()))
 }
 
-/// A mutation's idempotency key from its request.
-pub fn mutation<'a, M: prost::Message>(
-    principal: &'a Principal,
-    method: &'static str,
-    request_id: &'a str,
-    validate_only: bool,
-    request: &M,
-) -> Mutation<'a> {
-    Mutation {
-        actor: &principal.subject,
-        method,
-        request_id,
-        request: request.encode_to_vec(),
-        validate_only,
+/// A request that changes something: it carries a request id (AIP-155) and validate_only
+/// (AIP-163), and its RPC's name is its type's name less `Request`.
+pub trait Mutating: prost::Message + Sized {
+    fn request_id(&self) -> &str;
+    fn validate_only(&self) -> bool;
+
+    /// The RPC, part of the request id's fingerprint: `AllocateNumbers` for
+    /// `AllocateNumbersRequest`.
+    fn method() -> &'static str {
+        let name = std::any::type_name::<Self>();
+        let name = name.rsplit("::").next().unwrap_or(name);
+        name.strip_suffix("Request").unwrap_or(name)
     }
 }
 
-/// Loads an account the caller may act on with `role`. An account outside the caller's scope
-/// and one that does not exist answer alike (PERMISSION_DENIED), so nothing leaks (AIP-211);
-/// only a platform caller learns NOT_FOUND.
-pub async fn scoped_account(
-    db: &impl GenericClient,
-    principal: &Principal,
-    id: Uuid,
-    role: Role,
-    strict: bool,
-    lock: bool,
-) -> Result<crate::domain::account::Account> {
-    match accounts::get(db, id, lock).await {
-        Ok(account) => {
-            principal.authorize(&account.path, role, strict)?;
-            Ok(account)
+macro_rules! mutating {
+    ($($request:ident),+ $(,)?) => {
+        $(impl Mutating for numbering_client::v1::$request {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn validate_only(&self) -> bool {
+                self.validate_only
+            }
+        })+
+    };
+}
+
+mutating!(
+    CreateAccountRequest,
+    UpdateAccountRequest,
+    SuspendAccountRequest,
+    ResumeAccountRequest,
+    DeleteAccountRequest,
+    AddNumberRequest,
+    BatchAddNumbersRequest,
+    UpdateNumberRequest,
+    DeleteNumberRequest,
+    CreateSeriesRequest,
+    UpdateSeriesRequest,
+    DeleteSeriesRequest,
+    AllocateNumbersRequest,
+    WithdrawNumbersRequest,
+    TransferNumbersRequest,
+    AssignNumberRequest,
+    UnassignNumberRequest,
+    ReassignNumberRequest,
+    ReserveNumberRequest,
+    UnreserveNumberRequest,
+    ReleaseNumberRequest,
+    UnbindNumberRequest,
+    BatchAssignNumbersRequest,
+    BatchUnassignNumbersRequest,
+    BatchReserveNumbersRequest,
+    BatchReleaseNumbersRequest,
+);
+
+/// Parses a mutation into its command: the command's own checks and the request id's, in one
+/// INVALID_ARGUMENT that names every bad field.
+fn command<R, C>(request: &R) -> Result<C>
+where
+    R: Mutating,
+    C: for<'r> TryFrom<&'r R, Error = Error>,
+{
+    let mut v = Violations::new();
+    v.request_id(request.request_id());
+    match (C::try_from(request), v.finish()) {
+        (Ok(c), Ok(())) => Ok(c),
+        (Err(Error::InvalidArgument(mut a)), Err(Error::InvalidArgument(b))) => {
+            a.extend(b);
+            Err(Error::InvalidArgument(a))
         }
-        Err(Error::NotFound { .. }) if !principal.is_platform() => Err(Error::PermissionDenied),
-        Err(e) => Err(e),
+        (Err(e), _) | (_, Err(e)) => Err(e),
     }
 }
 
-pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    t.into()
+impl AppState {
+    /// The one runner of every mutation: who calls, the request parsed into its command, the
+    /// use case `run` in one transaction with request-id idempotency and validate_only
+    /// ([`Db::mutate`]), and the answer made by `answer` (inside the transaction, so a retry
+    /// gets the very answer the first call got).
+    pub async fn mutate<R, C, D, T, F, A>(
+        &self,
+        request: Request<R>,
+        run: F,
+        answer: A,
+    ) -> std::result::Result<Response<T>, Status>
+    where
+        R: Mutating,
+        C: for<'r> TryFrom<&'r R, Error = Error> + Send + 'static,
+        D: Send,
+        T: prost::Message + Default + 'static,
+        F: for<'t> FnOnce(&'t Tx<'t>, &'t Caller, C) -> BoxFuture<'t, Result<D>> + Send + 'static,
+        A: FnOnce(D) -> T + Send + 'static,
+    {
+        let principal = principal(&request)?;
+        let request = request.into_inner();
+        let command = command::<R, C>(&request)?;
+        let caller = Caller {
+            principal,
+            request_id: request.request_id().to_string(),
+        };
+        let subject = caller.principal.subject.clone();
+        let key = Mutation {
+            actor: &subject,
+            method: R::method(),
+            request_id: request.request_id(),
+            request: request.encode_to_vec(),
+            validate_only: request.validate_only(),
+        };
+        let answer = self
+            .db
+            .mutate(key, move |tx| {
+                Box::pin(async move { Ok(answer(run(tx, &caller, command).await?)) })
+            })
+            .await?;
+        Ok(Response::new(answer))
+    }
 }
 
-/// Loads a number (by id or E.164) whose holder the caller may act on with `role`; like
-/// [`scoped_account`], a number outside the scope and a missing one answer alike.
-pub async fn scoped_number(
-    db: &impl GenericClient,
-    principal: &Principal,
-    key: &str,
-    role: Role,
-    lock: bool,
-) -> Result<crate::domain::number::Number> {
-    match crate::store::numbers::find(db, key, lock).await {
-        Ok(number) => {
-            // A RETURNED number has left its holder's own view: only the owner's side sees it.
-            let path = if number.status == crate::domain::number::NumberStatus::Returned {
-                crate::domain::account::child_path("", number.owner_id)
-            } else {
-                number.holder_path.clone()
-            };
-            principal.authorize(&path, role, false)?;
-            Ok(number)
+/// One page of a list (AIP-158): where it starts, from the page token, and how the next page's
+/// token is made. The token is bound to the request's filter.
+pub struct Page<'a> {
+    tokens: &'a PageTokens,
+    filter: Vec<u8>,
+    pub limit: i64,
+}
+
+impl<'a> Page<'a> {
+    /// The page a request asks for, and the cursor it starts after (`None` for the first).
+    pub fn open<C: DeserializeOwned>(
+        tokens: &'a PageTokens,
+        filter: Vec<u8>,
+        token: &str,
+        limit: i64,
+    ) -> Result<(Self, Option<C>)> {
+        let after = tokens.decode(token, &filter)?;
+        Ok((
+            Self {
+                tokens,
+                filter,
+                limit,
+            },
+            after,
+        ))
+    }
+
+    /// Rows to fetch: one more than the page, to know whether another follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// The page's rows and the next page's token (empty on the last page).
+    pub fn close<T, C: Serialize>(
+        &self,
+        mut rows: Vec<T>,
+        cursor: impl Fn(&T) -> C,
+    ) -> (Vec<T>, String) {
+        if rows.len() as i64 <= self.limit {
+            return (rows, String::new());
         }
-        Err(Error::NotFound { .. }) if !principal.is_platform() => Err(Error::PermissionDenied),
-        Err(e) => Err(e),
+        rows.truncate(self.limit as usize);
+        let token = rows
+            .last()
+            .map(|last| self.tokens.encode(&self.filter, &cursor(last)))
+            .unwrap_or_default();
+        (rows, token)
     }
-}
-
-/// The actor written on events: the caller and its request id.
-pub fn actor(principal: &Principal, request_id: &str) -> crate::domain::number::Actor {
-    crate::domain::number::Actor {
-        subject: principal.subject.clone(),
-        account_id: principal.account_id,
-        request_id: request_id.to_string(),
-    }
-}
-
-/// An optional UUID field: empty is `None`; a malformed one is recorded in `v`.
-pub fn optional_id(v: &mut Violations, field: &str, value: &str) -> Option<Uuid> {
-    if value.is_empty() {
-        return None;
-    }
-    v.take(parse_id(field, value)).ok().flatten()
-}
-
-/// A required UUID field; when missing or malformed it is recorded in `v` (and the nil UUID
-/// stands in until `v.finish()` refuses the request).
-pub fn required_id(v: &mut Violations, field: &str, value: &str) -> Uuid {
-    v.take(parse_id(field, value))
-        .ok()
-        .flatten()
-        .unwrap_or_default()
 }

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::GenericClient;
+use super::{GenericClient, Lock, errors};
 use crate::domain::account::{Account, AccountFields, AccountState, child_path};
 use crate::error::{Error, Result};
 
@@ -49,10 +49,10 @@ fn not_found(id: Uuid) -> Error {
 }
 
 /// A live (not deleted) account; `lock` takes its row for the rest of the transaction.
-pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Account> {
+pub async fn get(db: &impl GenericClient, id: Uuid, lock: Lock) -> Result<Account> {
     let sql = format!(
         "SELECT {COLUMNS} FROM accounts WHERE id = $1 AND delete_time IS NULL{}",
-        if lock { " FOR UPDATE" } else { "" }
+        lock.clause()
     );
     db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
         .await?
@@ -60,18 +60,13 @@ pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Accoun
         .ok_or_else(|| not_found(id))
 }
 
-/// Maps the unique index on sibling external references to a clear answer.
+/// A clash on the unique index of sibling external references names the reference.
 fn external_ref_taken(e: tokio_postgres::Error, f: &AccountFields) -> Error {
-    match e.as_db_error().and_then(|d| d.constraint()) {
-        Some("accounts_external_ref") => Error::AlreadyExists {
-            resource_type: "account",
-            name: format!(
-                "external_ref {}",
-                f.external_ref.as_deref().unwrap_or_default()
-            ),
-        },
-        _ => e.into(),
-    }
+    let name = format!(
+        "external_ref {}",
+        f.external_ref.as_deref().unwrap_or_default()
+    );
+    errors::classify(e, &name)
 }
 
 pub async fn insert(

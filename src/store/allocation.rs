@@ -13,47 +13,10 @@ use uuid::Uuid;
 
 use super::GenericClient;
 use super::numbers::{COLUMNS, from_row};
-use crate::domain::lifecycle::Standing;
+use crate::domain::command::Key;
 use crate::domain::number::{Actor, NumberState, Operation};
 use crate::domain::number::{Number, NumberEvent};
 use crate::error::{Error, Result};
-
-impl From<&Number> for Standing {
-    fn from(n: &Number) -> Self {
-        Standing {
-            e164: n.e164.clone(),
-            owner_id: n.owner_id,
-            holder_id: n.holder_id,
-            holder_path: n.holder_path.clone(),
-            status: n.status,
-            assignee: n.assignee.clone(),
-            reservation: n.reservation.clone(),
-            aging_end_time: n.aging_end_time,
-        }
-    }
-}
-
-/// `n` standing where `s` says: what [`super::numbers::save_state`] writes.
-pub fn standing_at(n: &Number, s: &Standing) -> Number {
-    Number {
-        holder_id: s.holder_id,
-        holder_path: s.holder_path.clone(),
-        status: s.status,
-        assignee: s.assignee.clone(),
-        reservation: s.reservation.clone(),
-        aging_end_time: s.aging_end_time,
-        ..n.clone()
-    }
-}
-
-fn state_of(s: &Standing) -> NumberState {
-    NumberState {
-        holder_id: s.holder_id,
-        status: s.status.as_str().to_string(),
-        assignee: s.assignee.clone(),
-        reservation: s.reservation.clone(),
-    }
-}
 
 /// The unused numbers of one holder a quantity selection may take.
 #[derive(Debug, Clone)]
@@ -155,11 +118,13 @@ pub async fn series_exists(db: &impl GenericClient, provider: Uuid, id: Uuid) ->
 }
 
 /// Numbers named by id or live E.164, locked in id order so that two lists cannot deadlock.
-pub async fn lock_named(
-    db: &impl GenericClient,
-    ids: &[Uuid],
-    e164s: &[String],
-) -> Result<Vec<Number>> {
+pub async fn lock_named(db: &impl GenericClient, keys: &[Key]) -> Result<Vec<Number>> {
+    let ids: Vec<Uuid> = keys.iter().filter_map(Key::id).collect();
+    let e164s: Vec<&str> = keys
+        .iter()
+        .filter_map(Key::e164)
+        .map(|e| e.as_str())
+        .collect();
     let sql = format!(
         "SELECT {COLUMNS} FROM numbers
          WHERE id = ANY($1) OR (e164 = ANY($2) AND status <> 'deleted')
@@ -178,7 +143,7 @@ pub async fn lock_named(
 /// [`super::numbers::save_state`] does for one. Answers the numbers as saved, by E.164.
 pub async fn save_moves(
     db: &impl GenericClient,
-    moves: &[(Number, Standing)],
+    moves: &[(Number, Number)],
     op: Operation,
     actor: &Actor,
 ) -> Result<Vec<Number>> {
@@ -213,7 +178,7 @@ pub async fn save_moves(
          )
          SELECT {COLUMNS} FROM moved ORDER BY e164"
     );
-    let after: Vec<&Standing> = moves.iter().map(|(_, s)| s).collect();
+    let after: Vec<&Number> = moves.iter().map(|(_, s)| s).collect();
     let ids: Vec<Uuid> = moves.iter().map(|(n, _)| n.id).collect();
     let holders: Vec<Uuid> = after.iter().map(|s| s.holder_id).collect();
     let paths: Vec<&str> = after.iter().map(|s| s.holder_path.as_str()).collect();
@@ -239,7 +204,7 @@ pub async fn save_moves(
     let owners: Vec<Uuid> = moves.iter().map(|(n, _)| n.owner_id).collect();
     let e164s: Vec<&str> = moves.iter().map(|(n, _)| n.e164.as_str()).collect();
     let befores: Vec<Json<NumberState>> = moves.iter().map(|(n, _)| Json(n.state())).collect();
-    let afters: Vec<Json<NumberState>> = after.iter().map(|s| Json(state_of(s))).collect();
+    let afters: Vec<Json<NumberState>> = after.iter().map(|s| Json(s.state())).collect();
     let statement = db.prepare_cached(&sql).await?;
     let rows = db
         .query(
@@ -278,6 +243,17 @@ pub async fn save_moves(
         )));
     }
     Ok(rows.iter().map(from_row).collect())
+}
+
+/// Keeps the cached plans of this transaction's statements. PostgreSQL would otherwise plan
+/// the pick and the save afresh on every call: their generic plans look costly to it for a
+/// LIMIT and array lengths it cannot see, so it prefers custom plans, and planning them cost
+/// more than running them. The generic plans are the right ones (the pick's index scan, one
+/// index probe per saved number).
+pub async fn keep_cached_plans(db: &impl GenericClient) -> Result<()> {
+    Ok(db
+        .batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await?)
 }
 
 /// An account's quota, read under its lock.

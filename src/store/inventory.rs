@@ -40,6 +40,18 @@ impl Counts {
         }
     }
 
+    /// The sum of two counts.
+    pub fn plus(self, other: &Counts) -> Counts {
+        Counts {
+            available: self.available + other.available,
+            reserved: self.reserved + other.reserved,
+            assigned: self.assigned + other.assigned,
+            returned: self.returned + other.returned,
+            aging: self.aging + other.aging,
+            allocated_to_children: self.allocated_to_children + other.allocated_to_children,
+        }
+    }
+
     /// Numbers held by the account itself.
     pub fn held(&self) -> i64 {
         self.available + self.reserved + self.assigned + self.returned + self.aging

@@ -45,7 +45,7 @@ pub async fn migrate(client: &mut Client) -> Result<usize> {
 
 /// Two replicas racing on CREATE TABLE IF NOT EXISTS can collide on the catalog's unique index.
 fn ignore_concurrent_create(e: tokio_postgres::Error) -> Result<()> {
-    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+    if super::errors::is_unique_violation(&e) {
         Ok(())
     } else {
         Err(e.into())

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod allocation;
+pub mod errors;
 pub mod inventory;
 pub mod migrate;
 pub mod numbers;
@@ -18,6 +19,42 @@ use tokio_postgres::NoTls;
 use crate::error::{Error, Result};
 
 pub use deadpool_postgres::GenericClient;
+
+/// The transaction a mutation runs in.
+pub type Tx<'a> = Transaction<'a>;
+
+/// Whether a read takes the rows it returns for the rest of the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    No,
+    ForUpdate,
+}
+
+impl Lock {
+    fn clause(self) -> &'static str {
+        match self {
+            Lock::No => "",
+            Lock::ForUpdate => " FOR UPDATE",
+        }
+    }
+}
+
+/// The savepoint each item of a batch runs behind.
+pub async fn savepoint(tx: &Tx<'_>) -> Result<()> {
+    Ok(tx.batch_execute("SAVEPOINT item").await?)
+}
+
+/// Keeps what the item did.
+pub async fn release_savepoint(tx: &Tx<'_>) -> Result<()> {
+    Ok(tx.batch_execute("RELEASE SAVEPOINT item").await?)
+}
+
+/// Undoes only what the item did.
+pub async fn rollback_to_savepoint(tx: &Tx<'_>) -> Result<()> {
+    Ok(tx
+        .batch_execute("ROLLBACK TO SAVEPOINT item; RELEASE SAVEPOINT item")
+        .await?)
+}
 
 #[derive(Clone)]
 pub struct Db {

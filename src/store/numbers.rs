@@ -7,9 +7,10 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::GenericClient;
+use super::{GenericClient, Lock, errors};
+use crate::domain::command::Key;
 use crate::domain::number::{
-    Actor, Assignee, Attributes, E164, Number, NumberSource, NumberStatus, NumberType, Operation,
+    Actor, Assignee, Attributes, Number, NumberSource, NumberStatus, NumberType, Operation,
     Reservation,
 };
 use crate::error::{Error, Result};
@@ -78,27 +79,23 @@ pub fn not_found(name: &str) -> Error {
 }
 
 /// A number by id (deleted ones included: their history is kept), or a live number by E.164.
-/// `lock` takes its row for the rest of the transaction.
-pub async fn find(db: &impl GenericClient, key: &str, lock: bool) -> Result<Number> {
-    let lock_clause = if lock { " FOR UPDATE" } else { "" };
-    let row = if let Ok(id) = Uuid::parse_str(key) {
-        let sql = format!("SELECT {COLUMNS} FROM numbers WHERE id = $1{lock_clause}");
-        db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
-            .await?
-    } else {
-        let e164 = E164::from_canonical(key).ok_or_else(|| {
-            Error::invalid(
-                "number",
-                "a number id (UUID) or an E.164 number (+ and digits)",
-            )
-        })?;
-        let sql = format!(
-            "SELECT {COLUMNS} FROM numbers WHERE e164 = $1 AND status <> 'deleted'{lock_clause}"
-        );
-        db.query_opt(&db.prepare_cached(&sql).await?, &[&e164.as_str()])
-            .await?
+pub async fn find(db: &impl GenericClient, key: &Key, lock: Lock) -> Result<Number> {
+    let lock = lock.clause();
+    let row = match key {
+        Key::Id(id) => {
+            let sql = format!("SELECT {COLUMNS} FROM numbers WHERE id = $1{lock}");
+            db.query_opt(&db.prepare_cached(&sql).await?, &[id]).await?
+        }
+        Key::E164(e164) => {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM numbers WHERE e164 = $1 AND status <> 'deleted'{lock}"
+            );
+            db.query_opt(&db.prepare_cached(&sql).await?, &[&e164.as_str()])
+                .await?
+        }
     };
-    row.map(|r| from_row(&r)).ok_or_else(|| not_found(key))
+    row.map(|r| from_row(&r))
+        .ok_or_else(|| not_found(&key.to_string()))
 }
 
 /// The series a number of `owner` belongs to: the one with the longest matching prefix.
@@ -114,7 +111,7 @@ pub async fn series_for(db: &impl GenericClient, owner: Uuid, e164: &str) -> Res
 }
 
 /// A number to add.
-pub struct NewNumber<'a> {
+pub struct Insert<'a> {
     pub owner_id: Uuid,
     pub e164: &'a str,
     pub holder_id: Uuid,
@@ -123,7 +120,7 @@ pub struct NewNumber<'a> {
 }
 
 /// Adds a number (AVAILABLE in its holder), files it in its series, and records the event.
-pub async fn insert(db: &impl GenericClient, n: NewNumber<'_>, actor: &Actor) -> Result<Number> {
+pub async fn insert(db: &impl GenericClient, n: Insert<'_>, actor: &Actor) -> Result<Number> {
     let series = series_for(db, n.owner_id, n.e164).await?;
     let a = n.attributes;
     let sql = format!(
@@ -153,13 +150,7 @@ pub async fn insert(db: &impl GenericClient, n: NewNumber<'_>, actor: &Actor) ->
             ],
         )
         .await
-        .map_err(|e| match e.as_db_error().and_then(|d| d.constraint()) {
-            Some("numbers_live_e164") => Error::AlreadyExists {
-                resource_type: "number",
-                name: n.e164.to_string(),
-            },
-            _ => e.into(),
-        })?;
+        .map_err(|e| errors::classify(e, n.e164))?;
     let number = from_row(&row);
     record(db, None, &number, Operation::Add, actor).await?;
     Ok(number)

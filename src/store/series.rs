@@ -5,7 +5,7 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::GenericClient;
+use super::{GenericClient, Lock, errors};
 use crate::domain::series::Series;
 use crate::error::{Error, Result};
 
@@ -30,10 +30,10 @@ fn not_found(id: Uuid) -> Error {
     }
 }
 
-pub async fn get(db: &impl GenericClient, id: Uuid, lock: bool) -> Result<Series> {
+pub async fn get(db: &impl GenericClient, id: Uuid, lock: Lock) -> Result<Series> {
     let sql = format!(
         "SELECT {COLUMNS} FROM series WHERE id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
+        lock.clause()
     );
     db.query_opt(&db.prepare_cached(&sql).await?, &[&id])
         .await?
@@ -72,13 +72,7 @@ pub async fn insert(
             ],
         )
         .await
-        .map_err(|e| match e.as_db_error().and_then(|d| d.constraint()) {
-            Some("series_prefix_unique") => Error::AlreadyExists {
-                resource_type: "series",
-                name: prefix.to_string(),
-            },
-            _ => e.into(),
-        })?;
+        .map_err(|e| errors::classify(e, prefix))?;
     db.execute(&db.prepare_cached(REFILE).await?, &[&provider_id, &prefix])
         .await?;
     Ok(from_row(&row))

@@ -18,11 +18,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
 use uuid::Uuid;
 
-use super::{number_query, receiving_provider};
+use crate::domain::command::NumberFilter;
 use crate::domain::number::{Attributes, E164, NumberSource, NumberType};
 use crate::domain::principal::Principal;
 use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
+use crate::flows::number_pool::{query as number_query, receiving_provider};
 use crate::grpc::AppState;
 use crate::grpc::convert::number_to_proto;
 use crate::store::numbers;
@@ -796,7 +797,8 @@ async fn reject_over_quota(tx: &deadpool_postgres::Transaction<'_>, owner: Uuid)
     let mut brought: BTreeMap<Uuid, i64> = BTreeMap::new();
     for row in targets {
         let (target, incoming): (Uuid, i64) = (row.get(0), row.get(1));
-        let Ok(account) = crate::store::accounts::get(tx, target, false).await else {
+        let Ok(account) = crate::store::accounts::get(tx, target, crate::store::Lock::No).await
+        else {
             continue;
         };
         let below: Vec<Uuid> = crate::domain::account::path_ids(&account.path)
@@ -844,7 +846,7 @@ async fn reject_over_quota(tx: &deadpool_postgres::Transaction<'_>, owner: Uuid)
 pub async fn export(
     state: AppState,
     principal: Principal,
-    filter: pb::NumberFilter,
+    filter: NumberFilter,
 ) -> std::result::Result<
     Response<
         futures::stream::BoxStream<'static, std::result::Result<pb::ExportNumbersResponse, Status>>,

@@ -1,0 +1,130 @@
+//! The use cases: what each RPC does, step by step, on the domain's types. A use case takes the
+//! caller, a typed command and a transaction (mutations) or the database (reads), checks scope,
+//! applies the rules of [`crate::domain`] and calls [`crate::store`]. No tonic, no SQL here.
+
+pub mod allocation;
+pub mod number_pool;
+pub mod tenancy;
+
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::domain::account::Account;
+use crate::domain::command::Key;
+use crate::domain::number::{Actor, Number};
+use crate::domain::principal::{Principal, Reach, Role};
+use crate::error::{self, Error, Result};
+use crate::store::{self, GenericClient, Lock, Tx};
+
+/// Who is calling, and under which request id: what every mutation is given.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub request_id: String,
+}
+
+impl Caller {
+    /// The actor written on the events of this call.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            subject: self.principal.subject.clone(),
+            account_id: self.principal.account_id,
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// What a caller learns about something it may not see, or that does not exist: the same
+/// answer (AIP-211); only the platform is told NOT_FOUND.
+pub fn unseen(p: &Principal, resource_type: &'static str, name: String) -> Error {
+    if p.is_platform() {
+        Error::NotFound {
+            resource_type,
+            name,
+        }
+    } else {
+        Error::PermissionDenied
+    }
+}
+
+/// Loads an account the caller may act on with `role`. An account outside the caller's scope
+/// and one that does not exist answer alike (PERMISSION_DENIED), so nothing leaks.
+pub async fn scoped_account(
+    db: &impl GenericClient,
+    p: &Principal,
+    id: Uuid,
+    role: Role,
+    reach: Reach,
+    lock: Lock,
+) -> Result<Account> {
+    match store::accounts::get(db, id, lock).await {
+        Ok(account) => {
+            p.authorize(&account.path, role, reach)?;
+            Ok(account)
+        }
+        Err(Error::NotFound { .. }) => Err(unseen(p, "account", id.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads a number whose holder the caller may act on with `role`; like [`scoped_account`], a
+/// number outside the scope and a missing one answer alike.
+pub async fn scoped_number(
+    db: &impl GenericClient,
+    p: &Principal,
+    key: &Key,
+    role: Role,
+    lock: Lock,
+) -> Result<Number> {
+    match store::numbers::find(db, key, lock).await {
+        Ok(number) => {
+            p.authorize(&number.visible_path(), role, Reach::OwnOrBelow)?;
+            Ok(number)
+        }
+        Err(Error::NotFound { .. }) => Err(unseen(p, "number", key.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the caller sits below the provider, where RETURNED numbers have left its view.
+pub async fn below_provider(db: &impl GenericClient, p: &Principal) -> Result<bool> {
+    match p.account_id.filter(|_| !p.is_platform()) {
+        Some(own) => Ok(store::accounts::get(db, own, Lock::No)
+            .await?
+            .parent_id
+            .is_some()),
+        None => Ok(false),
+    }
+}
+
+/// Runs every item of a batch in one transaction, each behind a savepoint so that one failure
+/// undoes only itself; all-or-nothing undoes everything when anything failed, with the one
+/// answer [`error::all_or_nothing`] gives for every kind of batch.
+pub async fn each<'a, I, T>(
+    tx: &'a Tx<'a>,
+    items: Vec<Result<I>>,
+    all_or_nothing: bool,
+    run: impl Fn(I) -> BoxFuture<'a, Result<T>>,
+) -> Result<Vec<Result<T>>> {
+    let mut results = Vec::with_capacity(items.len());
+    let mut failures = Vec::new();
+    for item in items {
+        store::savepoint(tx).await?;
+        let outcome = match item {
+            Ok(item) => run(item).await,
+            Err(e) => Err(e),
+        };
+        match &outcome {
+            Ok(_) => store::release_savepoint(tx).await?,
+            Err(e) => {
+                store::rollback_to_savepoint(tx).await?;
+                failures.push(e.clone());
+            }
+        }
+        results.push(outcome);
+    }
+    if all_or_nothing && !failures.is_empty() {
+        return Err(error::all_or_nothing(failures));
+    }
+    Ok(results)
+}

@@ -1,0 +1,128 @@
+//! The account tree: creating, changing, suspending, resuming and deleting accounts; reading
+//! them, their children and their path.
+
+use uuid::Uuid;
+
+use super::{Caller, scoped_account};
+use crate::domain::account::{self, Account, AccountState, path_ids};
+use crate::domain::check_etag;
+use crate::domain::command::{ChangeAccountState, CreateAccount, Delete, UpdateAccount};
+use crate::domain::lifecycle;
+use crate::domain::principal::{Principal, Reach, Role};
+use crate::error::{Error, Result};
+use crate::store::accounts::{self as store, ListFilter};
+use crate::store::{GenericClient, Lock, Tx};
+
+/// A provider (no parent) is the platform's to create; any other account is its parent's
+/// admins', under an active parent.
+pub async fn create(tx: &Tx<'_>, caller: &Caller, c: CreateAccount) -> Result<Account> {
+    let p = &caller.principal;
+    let parent = match c.parent_id {
+        Some(pid) => {
+            let parent =
+                scoped_account(tx, p, pid, Role::Admin, Reach::OwnOrBelow, Lock::ForUpdate).await?;
+            lifecycle::require_active(parent.id, parent.state)?;
+            Some(parent)
+        }
+        None if p.is_platform() => None,
+        None => return Err(Error::PermissionDenied),
+    };
+    store::insert(tx, parent.as_ref(), &c.fields).await
+}
+
+pub async fn get(db: &impl GenericClient, p: &Principal, id: Uuid) -> Result<Account> {
+    scoped_account(db, p, id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await
+}
+
+/// A page of the children (or the whole subtree) of an account the caller may see.
+pub async fn list(
+    db: &impl GenericClient,
+    p: &Principal,
+    parent_id: Uuid,
+    filter: impl FnOnce(Account) -> ListFilter,
+    after: Option<(i32, i64)>,
+    limit: i64,
+) -> Result<Vec<Account>> {
+    let parent = get(db, p, parent_id).await?;
+    store::list(db, &filter(parent), after, limit).await
+}
+
+/// UpdateAccount: the fields the mask names. The quota is the parent's call, not the
+/// account's own.
+pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateAccount) -> Result<Account> {
+    let reach = if c.paths.iter().any(|p| p == "max_numbers") {
+        Reach::Below
+    } else {
+        Reach::OwnOrBelow
+    };
+    let current = scoped_account(
+        tx,
+        &caller.principal,
+        c.id,
+        Role::Admin,
+        reach,
+        Lock::ForUpdate,
+    )
+    .await?;
+    check_etag(&c.etag, current.version, "account", &c.id.to_string())?;
+    let mut fields = current.fields.clone();
+    fields.merge(&c.incoming, &c.paths, current.parent_id.is_none())?;
+    store::update(tx, c.id, &fields).await
+}
+
+/// Suspend or resume: the parent's call. Asking for the state the account is in already
+/// answers it as it is.
+pub async fn change_state(tx: &Tx<'_>, caller: &Caller, c: ChangeAccountState) -> Result<Account> {
+    let account = scoped_account(
+        tx,
+        &caller.principal,
+        c.id,
+        Role::Admin,
+        Reach::Below,
+        Lock::ForUpdate,
+    )
+    .await?;
+    check_etag(&c.etag, account.version, "account", &c.id.to_string())?;
+    if account.state == c.to {
+        return Ok(account);
+    }
+    if account.state != c.from {
+        return Err(lifecycle::not_active(account.id, account.state));
+    }
+    store::set_state(tx, c.id, c.to).await
+}
+
+/// Delete: the parent's call, only when the account has no children and holds no numbers.
+pub async fn delete(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()> {
+    let account = scoped_account(
+        tx,
+        &caller.principal,
+        c.id,
+        Role::Admin,
+        Reach::Below,
+        Lock::ForUpdate,
+    )
+    .await?;
+    check_etag(&c.etag, account.version, "account", &c.id.to_string())?;
+    let children = store::count_children(tx, c.id).await?;
+    let numbers = store::count_numbers_held(tx, c.id).await?;
+    account::require_empty(c.id, children, numbers)?;
+    store::delete(tx, c.id).await
+}
+
+/// The accounts from the caller's own account (or the provider, for the platform) down to
+/// `id`: a caller never sees its ancestors.
+pub async fn path(db: &impl GenericClient, p: &Principal, id: Uuid) -> Result<Vec<Account>> {
+    let target = get(db, p, id).await?;
+    let mut ids = path_ids(&target.path);
+    if let Some(own) = p.account_id.filter(|_| !p.is_platform())
+        && let Some(pos) = ids.iter().position(|i| *i == own)
+    {
+        ids.drain(..pos);
+    }
+    store::path(db, &ids).await
+}
+
+/// The states suspend and resume move between.
+pub const SUSPEND: (AccountState, AccountState) = (AccountState::Active, AccountState::Suspended);
+pub const RESUME: (AccountState, AccountState) = (AccountState::Suspended, AccountState::Active);

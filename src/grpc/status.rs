@@ -1,0 +1,102 @@
+//! Domain errors as gRPC statuses with google.rpc details: exactly one ErrorInfo (reason,
+//! domain `numbering`), plus BadRequest, PreconditionFailure, QuotaFailure or ResourceInfo as
+//! they fit. The only translation of errors into statuses.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::Error;
+
+/// The `domain` of every ErrorInfo this service sends.
+pub const DOMAIN: &str = "numbering";
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        // What went wrong inside is for the log, never for the caller.
+        let message = match &error {
+            Error::Internal(_) => "internal error".to_string(),
+            Error::Unavailable(_) => "the service is unavailable; retry".to_string(),
+            other => other.to_string(),
+        };
+        let mut details =
+            ErrorDetails::with_error_info(error.reason(), DOMAIN, HashMap::<String, String>::new());
+        // Exhaustive on purpose: a new variant does not compile until its code is decided.
+        let code = match error {
+            Error::InvalidArgument(violations) => {
+                for v in violations {
+                    details.add_bad_request_violation(v.field, v.description);
+                }
+                Code::InvalidArgument
+            }
+            Error::NotFound {
+                resource_type,
+                name,
+            } => {
+                details.set_resource_info(resource_type, name, "", "not found");
+                Code::NotFound
+            }
+            Error::AlreadyExists {
+                resource_type,
+                name,
+            } => {
+                details.set_resource_info(resource_type, name, "", "already exists");
+                Code::AlreadyExists
+            }
+            Error::FailedPrecondition(preconditions) => {
+                for p in preconditions {
+                    details.add_precondition_failure_violation(p.kind, p.subject, p.description);
+                }
+                Code::FailedPrecondition
+            }
+            Error::EtagMismatch {
+                resource_type,
+                name,
+            } => {
+                details.set_resource_info(resource_type, name, "", "etag mismatch");
+                Code::Aborted
+            }
+            Error::RequestIdReused => {
+                details.add_bad_request_violation(
+                    "request_id",
+                    "already used for a different request",
+                );
+                Code::InvalidArgument
+            }
+            Error::QuotaExceeded {
+                subject,
+                description,
+            } => {
+                details.add_quota_failure_violation(subject, description);
+                Code::ResourceExhausted
+            }
+            Error::PermissionDenied => Code::PermissionDenied,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::Conflict(_) => Code::Aborted,
+            Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Unavailable(ref e) => {
+                tracing::warn!(error = %e, "unavailable");
+                Code::Unavailable
+            }
+            Error::Internal(ref e) => {
+                tracing::error!(error = %e, "internal error");
+                Code::Internal
+            }
+        };
+        Status::with_error_details(code, message, details)
+    }
+}
+
+/// An error as the google.rpc.Status a batch reports per item, with the same details a failed
+/// call would carry.
+pub fn rpc_status(error: Error) -> tonic_types::pb::Status {
+    let status = Status::from(error);
+    <tonic_types::pb::Status as prost::Message>::decode(status.details()).unwrap_or(
+        tonic_types::pb::Status {
+            code: status.code() as i32,
+            message: status.message().to_string(),
+            details: Vec::new(),
+        },
+    )
+}
