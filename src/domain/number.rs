@@ -110,8 +110,8 @@ pub fn parse_prefix(field: &str, value: &str) -> Result<String> {
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -195,7 +195,7 @@ impl NumberType {
 /// The user, agent, device, service or trunk a number is assigned to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Assignee {
-    pub kind: String,
+    pub kind: AssigneeKind,
     pub id: String,
     pub display_name: String,
     /// The assignee's account: the holder or one of its descendants.
@@ -384,7 +384,7 @@ text_enum!(
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NumberState {
     pub holder_id: uuid::Uuid,
-    pub status: String,
+    pub status: NumberStatus,
     pub assignee: Option<Assignee>,
     pub reservation: Option<Reservation>,
 }
@@ -531,7 +531,7 @@ impl Number {
     pub fn state(&self) -> NumberState {
         NumberState {
             holder_id: self.holder_id,
-            status: self.status.as_str().to_string(),
+            status: self.status,
             assignee: self.assignee.clone(),
             reservation: self.reservation.clone(),
         }

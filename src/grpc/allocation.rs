@@ -93,88 +93,46 @@ impl AllocationService for Allocation {
     }
 
     async fn assign_number(&self, request: Request<pb::AssignNumberRequest>) -> Answer<pb::Number> {
-        self.0
-            .mutate(
-                request,
-                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
-                number_to_proto,
-            )
-            .await
+        self.change(request).await
     }
 
     async fn unassign_number(
         &self,
         request: Request<pb::UnassignNumberRequest>,
     ) -> Answer<pb::Number> {
-        self.0
-            .mutate(
-                request,
-                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
-                number_to_proto,
-            )
-            .await
+        self.change(request).await
     }
 
     async fn reassign_number(
         &self,
         request: Request<pb::ReassignNumberRequest>,
     ) -> Answer<pb::Number> {
-        self.0
-            .mutate(
-                request,
-                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
-                number_to_proto,
-            )
-            .await
+        self.change(request).await
     }
 
     async fn reserve_number(
         &self,
         request: Request<pb::ReserveNumberRequest>,
     ) -> Answer<pb::Number> {
-        self.0
-            .mutate(
-                request,
-                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
-                number_to_proto,
-            )
-            .await
+        self.change(request).await
     }
 
     async fn unreserve_number(
         &self,
         request: Request<pb::UnreserveNumberRequest>,
     ) -> Answer<pb::Number> {
-        self.0
-            .mutate(
-                request,
-                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
-                number_to_proto,
-            )
-            .await
+        self.change(request).await
     }
 
     async fn release_number(
         &self,
         request: Request<pb::ReleaseNumberRequest>,
     ) -> Answer<pb::Number> {
-        self.0
-            .mutate(
-                request,
-                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
-                number_to_proto,
-            )
-            .await
+        self.change(request).await
     }
 
     async fn unbind_number(&self, request: Request<pb::UnbindNumberRequest>) -> Answer<pb::Number> {
-        self.0
-            .mutate(
-                request,
-                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
-                number_to_proto,
-            )
-            .await
+        self.change(request).await
     }
 
     async fn batch_assign_numbers(
@@ -272,6 +230,21 @@ impl AllocationService for Allocation {
 }
 
 impl Allocation {
+    /// The seven single-number changes: parse, change the number, answer it as it is now.
+    async fn change<R>(&self, request: Request<R>) -> Answer<pb::Number>
+    where
+        R: super::Mutating,
+        OneChange: for<'r> TryFrom<&'r R, Error = Error>,
+    {
+        self.0
+            .mutate(
+                request,
+                |tx, c, cmd| flows::change(tx, c, cmd).boxed(),
+                number_to_proto,
+            )
+            .await
+    }
+
     /// The four batch RPCs: parse, change each number, answer per number.
     async fn batch<R>(&self, request: Request<R>) -> Answer<pb::BatchNumbersResponse>
     where

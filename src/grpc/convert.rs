@@ -97,21 +97,20 @@ pub fn source_from_proto(v: &mut Violations, field: &str, value: i32) -> NumberS
     }
 }
 
-pub fn assignee_kind_to_proto(kind: &str) -> pb::AssigneeKind {
-    match AssigneeKind::parse(kind) {
-        Some(AssigneeKind::User) => pb::AssigneeKind::User,
-        Some(AssigneeKind::Agent) => pb::AssigneeKind::Agent,
-        Some(AssigneeKind::Device) => pb::AssigneeKind::Device,
-        Some(AssigneeKind::Service) => pb::AssigneeKind::Service,
-        Some(AssigneeKind::Trunk) => pb::AssigneeKind::Trunk,
-        Some(AssigneeKind::Other) => pb::AssigneeKind::Other,
-        None => pb::AssigneeKind::Unspecified,
+pub fn assignee_kind_to_proto(kind: AssigneeKind) -> pb::AssigneeKind {
+    match kind {
+        AssigneeKind::User => pb::AssigneeKind::User,
+        AssigneeKind::Agent => pb::AssigneeKind::Agent,
+        AssigneeKind::Device => pb::AssigneeKind::Device,
+        AssigneeKind::Service => pb::AssigneeKind::Service,
+        AssigneeKind::Trunk => pb::AssigneeKind::Trunk,
+        AssigneeKind::Other => pb::AssigneeKind::Other,
     }
 }
 
 pub fn assignee_to_proto(a: Assignee) -> pb::Assignee {
     pb::Assignee {
-        kind: assignee_kind_to_proto(&a.kind).into(),
+        kind: assignee_kind_to_proto(a.kind).into(),
         id: a.id,
         display_name: a.display_name,
         account_id: a.account_id.map(|id| id.to_string()).unwrap_or_default(),
@@ -155,10 +154,7 @@ pub fn number_to_proto(n: Number) -> pb::Number {
 pub fn state_to_proto(s: NumberState) -> pb::NumberState {
     pb::NumberState {
         holder_id: s.holder_id.to_string(),
-        status: NumberStatus::parse(&s.status)
-            .map(status_to_proto)
-            .unwrap_or(pb::NumberStatus::Unspecified)
-            .into(),
+        status: status_to_proto(s.status).into(),
         assignee: s.assignee.map(assignee_to_proto),
         reservation: s.reservation.map(reservation_to_proto),
     }

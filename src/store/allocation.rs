@@ -214,7 +214,7 @@ pub async fn save_moves(
                 &holders,
                 &paths,
                 &statuses,
-                &a(|a| &a.kind),
+                &a(|a| a.kind.as_str()),
                 &a(|a| &a.id),
                 &a(|a| &a.display_name),
                 &assignee_accounts,

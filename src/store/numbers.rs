@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{GenericClient, Lock, errors};
 use crate::domain::command::Key;
 use crate::domain::number::{
-    Actor, Assignee, Attributes, Number, NumberSource, NumberStatus, NumberType, Operation,
-    Reservation,
+    Actor, Assignee, AssigneeKind, Attributes, Number, NumberSource, NumberStatus, NumberType,
+    Operation, Reservation,
 };
 use crate::error::{Error, Result};
 
@@ -45,9 +45,11 @@ pub fn from_row(r: &Row) -> Number {
             labels,
         },
         assignee: assignee_id.map(|id| Assignee {
+            // Written by this service only, from the typed kind.
             kind: r
-                .get::<_, Option<String>>("assignee_kind")
-                .unwrap_or_default(),
+                .get::<_, Option<&str>>("assignee_kind")
+                .and_then(AssigneeKind::parse)
+                .unwrap_or(AssigneeKind::Other),
             id,
             display_name: r
                 .get::<_, Option<String>>("assignee_name")

@@ -71,7 +71,7 @@ fn assignee(v: &mut Violations, field: &str, a: Option<&pb::Assignee>) -> Assign
     let Some(a) = a else {
         v.add(field, "required");
         return Assignee {
-            kind: String::new(),
+            kind: AssigneeKind::Other,
             id: String::new(),
             display_name: String::new(),
             account_id: None,
@@ -86,8 +86,15 @@ fn assignee(v: &mut Violations, field: &str, a: Option<&pb::Assignee>) -> Assign
         Ok(pb::AssigneeKind::Other) => Some(AssigneeKind::Other),
         Ok(pb::AssigneeKind::Unspecified) | Err(_) => None,
     };
+    if kind.is_none() {
+        v.add(
+            format!("{field}.kind"),
+            "required: user, agent, device, service, trunk or other",
+        );
+    }
     let assignee = Assignee {
-        kind: kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
+        // A missing kind is recorded in `v`: the stand-in never reaches a use case.
+        kind: kind.unwrap_or(AssigneeKind::Other),
         id: a.id.trim().to_string(),
         display_name: a.display_name.trim().to_string(),
         account_id: optional_id(v, &format!("{field}.account_id"), &a.account_id),
