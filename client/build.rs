@@ -13,7 +13,7 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("proto");
     println!("cargo:rerun-if-changed={}", root.display());
     for proto in PROTOS.iter().chain(["google/rpc/status.proto"].iter()) {
         println!("cargo:rerun-if-changed={}", root.join(proto).display());
