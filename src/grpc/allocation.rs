@@ -10,13 +10,13 @@ use std::time::SystemTime;
 use deadpool_postgres::Transaction;
 use futures::FutureExt;
 use numbering_client::v1 as pb;
-use pb::allocation_service_server::AllocationService;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use self::input::{Change, Key, OneChange, Selection};
 use super::convert::{number_to_proto, operation_to_proto, state_to_proto};
+use super::proto::v1::allocation_service_server::AllocationService;
 use super::{AppState, actor, mutation, principal, scoped_account, scoped_number, timestamp};
 use crate::domain::account::path_ids;
 use crate::domain::check_etag;

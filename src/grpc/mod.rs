@@ -3,6 +3,7 @@
 pub mod allocation;
 pub mod convert;
 pub mod number_pool;
+pub mod proto;
 pub mod tenancy;
 
 use std::time::SystemTime;

@@ -2,7 +2,6 @@
 
 use futures::FutureExt;
 use numbering_client::v1 as pb;
-use pb::number_pool_service_server::NumberPoolService;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -10,6 +9,7 @@ use uuid::Uuid;
 use super::convert::{
     number_to_proto, number_type_from_proto, source_from_proto, status_from_proto,
 };
+use super::proto::v1::number_pool_service_server::NumberPoolService;
 use super::{
     AppState, actor, mutation, optional_id, principal, required_id, scoped_account, scoped_number,
 };

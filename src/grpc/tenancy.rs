@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use numbering_client::v1 as pb;
-use pb::tenancy_service_server::TenancyService;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use super::proto::v1::tenancy_service_server::TenancyService;
 use super::{AppState, mutation, optional_id, principal, required_id, scoped_account, timestamp};
 use crate::domain::account::{self, AccountFields, AccountState, UPDATABLE, validate_fields};
 use crate::domain::lifecycle;
