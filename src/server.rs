@@ -4,9 +4,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use numbering_client::v1::allocation_service_server::AllocationServiceServer;
-use numbering_client::v1::number_pool_service_server::NumberPoolServiceServer;
-use numbering_client::v1::tenancy_service_server::TenancyServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
@@ -15,6 +12,10 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::{AuthInterceptor, Authenticator};
+use crate::grpc::proto;
+use crate::grpc::proto::v1::allocation_service_server::AllocationServiceServer;
+use crate::grpc::proto::v1::number_pool_service_server::NumberPoolServiceServer;
+use crate::grpc::proto::v1::tenancy_service_server::TenancyServiceServer;
 use crate::grpc::{AppState, allocation::Allocation, number_pool::NumberPool, tenancy::Tenancy};
 use crate::paging::PageTokens;
 use crate::store::Db;
@@ -48,6 +49,21 @@ pub struct Settings {
     pub health_interval: Duration,
     /// How often expired reservations and finished aging periods are swept.
     pub sweep_interval: Duration,
+}
+
+/// Reflection over every service the server answers: ours, health, and the `google.rpc` details
+/// in errors. One list for both protocol versions.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    [
+        proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+    ]
+    .into_iter()
+    .fold(
+        tonic_reflection::server::Builder::configure(),
+        tonic_reflection::server::Builder::register_encoded_file_descriptor_set,
+    )
 }
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -131,20 +147,12 @@ pub async fn serve(
         drain_rx,
     ));
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(numbering_client::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| {
-            tracing::error!(error = %e, "reflection");
-            e
-        });
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(numbering_client::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha();
+    let reflection_v1 = reflection().build_v1().inspect_err(|e| {
+        tracing::error!(error = %e, "reflection v1 off");
+    });
+    let reflection_v1alpha = reflection().build_v1alpha().inspect_err(|e| {
+        tracing::error!(error = %e, "reflection v1alpha off");
+    });
 
     let state = AppState {
         db,
@@ -182,7 +190,7 @@ pub async fn serve(
         plain_health = Some(tokio::spawn(health_only));
     }
     let mut builder = builder.layer(crate::metrics::MetricsLayer);
-    let mut router = builder
+    let router = builder
         .add_service(health)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             tenancy,
@@ -195,13 +203,9 @@ pub async fn serve(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             allocation, auth,
         ));
-    if let Ok(v1) = reflection_v1 {
-        router = router.add_service(v1);
-    }
-    if let Ok(v1alpha) = reflection_v1alpha {
-        router = router.add_service(v1alpha);
-    }
     let result = router
+        .add_optional_service(reflection_v1.ok())
+        .add_optional_service(reflection_v1alpha.ok())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = watcher.await;

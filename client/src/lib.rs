@@ -5,10 +5,6 @@ pub mod v1 {
     tonic::include_proto!("numbering.v1");
 }
 
-/// The compiled descriptor set of every numbering proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/numbering_descriptor.bin"));
-
 pub use v1::allocation_service_client::AllocationServiceClient;
 pub use v1::number_pool_service_client::NumberPoolServiceClient;
 pub use v1::tenancy_service_client::TenancyServiceClient;

@@ -1,9 +1,9 @@
 //! AllocationService: the life of a number across the account tree. Each handler parses, calls
 //! one use case of [`crate::flows::allocation`], and converts.
 
+use super::proto::v1::allocation_service_server::AllocationService;
 use futures::FutureExt;
 use numbering_client::v1 as pb;
-use pb::allocation_service_server::AllocationService;
 use prost::Message;
 use tonic::{Request, Response, Status};
 

@@ -7,6 +7,7 @@ pub mod allocation;
 pub mod convert;
 pub mod number_pool;
 pub mod parse;
+pub mod proto;
 pub mod status;
 pub mod tenancy;
 

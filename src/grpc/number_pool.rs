@@ -1,9 +1,9 @@
 //! NumberPoolService: numbers, series, import, export, search and inventory. Each handler
 //! parses, calls one use case of [`crate::flows::number_pool`], and converts.
 
+use super::proto::v1::number_pool_service_server::NumberPoolService;
 use futures::FutureExt;
 use numbering_client::v1 as pb;
-use pb::number_pool_service_server::NumberPoolService;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;

@@ -1,9 +1,9 @@
 //! TenancyService: the account tree. Each handler parses, calls one use case of
 //! [`crate::flows::tenancy`], and converts.
 
+use super::proto::v1::tenancy_service_server::TenancyService;
 use futures::FutureExt;
 use numbering_client::v1 as pb;
-use pb::tenancy_service_server::TenancyService;
 use prost::Message;
 use tonic::{Request, Response, Status};
 

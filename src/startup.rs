@@ -1,0 +1,182 @@
+//! Startup: opens the database (a URL, or the private embedded cluster), checks the
+//! configuration, and runs a command until it finishes or a shutdown signal arrives.
+
+use std::str::FromStr;
+
+use crate::auth::{Authenticator, KeySource};
+use crate::config::{Command, DatabaseArgs, ServeArgs};
+use crate::embedded::{self, EmbeddedPostgres};
+use crate::paging::PageTokens;
+use crate::store::Db;
+use crate::{metrics, server};
+
+/// Why the binary stopped with an error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The database a command runs against, and the private cluster behind it if it is embedded.
+pub struct Database {
+    pub config: tokio_postgres::Config,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// The embedded cluster's database for the service.
+const EMBEDDED_DB: &str = "numbering";
+
+pub async fn open_database(args: &DatabaseArgs) -> Result<Database, BoxError> {
+    if let Some(url) = &args.database_url {
+        return Ok(Database {
+            config: tokio_postgres::Config::from_str(url)?,
+            embedded: None,
+        });
+    }
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(embedded::default_data_dir);
+    tracing::info!(dir = %dir.display(), "no DATABASE_URL: running a private PostgreSQL");
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, &[])).await??;
+    let (client, connection) = pg.config("postgres").connect(tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(connection);
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&EMBEDDED_DB],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {EMBEDDED_DB}"))
+            .await?;
+    }
+    drop(client);
+    let _ = conn.await;
+    Ok(Database {
+        config: pg.config(EMBEDDED_DB),
+        embedded: Some(pg),
+    })
+}
+
+fn authenticator(args: &ServeArgs) -> Result<Authenticator, BoxError> {
+    let key = match (&args.jwt_hs256_secret, &args.jwt_public_key_file) {
+        (Some(_), Some(_)) => {
+            return Err("set either an HS256 secret or a public key file, not both".into());
+        }
+        (Some(secret), None) => Some(KeySource::Hs256Secret(secret.as_bytes().to_vec())),
+        (None, Some(file)) => Some(KeySource::PublicKeyPem(
+            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        )),
+        (None, None) => None,
+    };
+    match key {
+        Some(key) => Ok(Authenticator::new(
+            key,
+            args.jwt_issuer.as_deref(),
+            args.jwt_audience.as_deref(),
+        )?),
+        None if args.listen.ip().is_loopback() => {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF: no JWT key is configured, every caller acts as the platform. \
+                 Listening on loopback only."
+            );
+            Ok(Authenticator::disabled())
+        }
+        None => Err(format!(
+            "refusing to listen on {} without authentication: set NUMBERING_JWT_HS256_SECRET or \
+             NUMBERING_JWT_PUBLIC_KEY_FILE, or listen on a loopback address",
+            args.listen
+        )
+        .into()),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(command: Command) -> Result<(), BoxError> {
+    match command {
+        Command::Migrate(args) => {
+            let database = open_database(&args).await?;
+            let db = Db::new(database.config.clone(), 2)?;
+            let n = db.migrate().await?;
+            tracing::info!(applied = n, "migrations done");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let auth = authenticator(&args)?;
+            let page_tokens = match &args.page_token_secret {
+                Some(s) if s.len() < 32 => {
+                    return Err("NUMBERING_PAGE_TOKEN_SECRET must be at least 32 bytes".into());
+                }
+                Some(s) => PageTokens::new(s.as_bytes().to_vec()),
+                None => PageTokens::random(),
+            };
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            if args.metrics_listen != "off" {
+                let addr = args.metrics_listen.parse().map_err(|_| {
+                    format!(
+                        "NUMBERING_METRICS_LISTEN: {:?} is not an address",
+                        args.metrics_listen
+                    )
+                })?;
+                metrics::install(addr)?;
+                tracing::info!(address = %addr, "metrics on /metrics");
+            }
+            let database = open_database(&args.database).await?;
+            let db = Db::new(database.config.clone(), args.database.db_max_connections)?;
+            tracing::info!(address = %listener.local_addr()?, "listening");
+            let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+                (Some(cert), Some(key)) => {
+                    let read = |f: &std::path::PathBuf| {
+                        std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))
+                    };
+                    let health_listener =
+                        tokio::net::TcpListener::bind(args.health_listen)
+                            .await
+                            .map_err(|e| format!("cannot listen on {}: {e}", args.health_listen))?;
+                    tracing::info!(address = %args.health_listen, "TLS on; plain-text health here");
+                    Some(server::Tls {
+                        cert_pem: read(cert)?,
+                        key_pem: read(key)?,
+                        health_listener,
+                    })
+                }
+                _ => None,
+            };
+            let settings = server::Settings {
+                tls,
+                auth,
+                page_tokens,
+                health_interval: args.health_interval,
+                sweep_interval: args.sweep_interval,
+            };
+            server::serve(listener, db, settings, shutdown_signal()).await?;
+            if let Some(mut pg) = database.embedded {
+                tokio::task::spawn_blocking(move || pg.stop()).await?;
+            }
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
