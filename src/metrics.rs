@@ -1,9 +1,11 @@
 //! Prometheus metrics on their own HTTP port: per-method call counts by gRPC code and call
 //! latency, recorded by a tower layer around every service, and the database pool's state.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -21,21 +23,59 @@ pub fn install(listen: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))
 }
 
+/// The label every path outside the served methods shares: a caller cannot add series (and
+/// memory) by calling paths that do not exist.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// The paths (`/package.Service/Method`) of every method in the encoded descriptor sets.
+pub fn methods(descriptor_sets: &[&[u8]]) -> HashSet<String> {
+    let mut paths = HashSet::new();
+    for bytes in descriptor_sets {
+        let Ok(set) = <prost_types::FileDescriptorSet as prost::Message>::decode(*bytes) else {
+            continue;
+        };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    paths.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    paths
+}
+
 /// Records every call: `grpc_server_handled_total{method, code}` and
-/// `grpc_server_handling_seconds{method}`.
-#[derive(Clone, Copy, Default)]
-pub struct MetricsLayer;
+/// `grpc_server_handling_seconds{method}`, `method` being one of the served methods or
+/// [`UNKNOWN_METHOD`].
+#[derive(Clone, Default)]
+pub struct MetricsLayer {
+    known: Arc<HashSet<String>>,
+}
+
+impl MetricsLayer {
+    pub fn new(known: HashSet<String>) -> Self {
+        Self {
+            known: Arc::new(known),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for MetricsLayer {
     type Service = Metered<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Metered(inner)
+        Metered(inner, self.known.clone())
     }
 }
 
 #[derive(Clone)]
-pub struct Metered<S>(S);
+pub struct Metered<S>(S, Arc<HashSet<String>>);
 
 impl<S, B, R> tower::Service<http::Request<B>> for Metered<S>
 where
@@ -51,7 +91,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_string();
+        let path = request.uri().path();
+        let method = if self.1.contains(path) {
+            path.to_string()
+        } else {
+            UNKNOWN_METHOD.to_string()
+        };
         let start = Instant::now();
         let call = self.0.call(request);
         Box::pin(async move {

@@ -189,7 +189,18 @@ pub async fn serve(
             );
         plain_health = Some(tokio::spawn(health_only));
     }
-    let mut builder = builder.layer(crate::metrics::MetricsLayer);
+    let mut builder = builder.layer(crate::metrics::MetricsLayer::new(crate::metrics::methods(
+        &[
+            proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ]
+        .into_iter()
+        .chain([
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ])
+        .collect::<Vec<_>>(),
+    )));
     let router = builder
         .add_service(health)
         .add_service(tonic::service::interceptor::InterceptedService::new(

@@ -380,7 +380,9 @@ text_enum!(
     }
 );
 
-/// Where a number stands: what history records before and after each event.
+/// Where a number stands: what history records before and after each event. One number has
+/// two types, no more: [`Number`], the row the rules of [`super::lifecycle`] read and return,
+/// and this, the part of it an event shows (stored as JSON in the events).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NumberState {
     pub holder_id: uuid::Uuid,

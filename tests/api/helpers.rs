@@ -321,6 +321,7 @@ pub fn violated_preconditions(status: &tonic::Status) -> Vec<String> {
 pub struct BinaryServer {
     pub process: std::process::Child,
     pub clients: Clients,
+    pub endpoint: String,
 }
 
 impl BinaryServer {
@@ -392,7 +393,11 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
         if let Ok(clients) =
             numbering_client::connect(endpoint.clone(), Some(&token(As::Platform))).await
         {
-            return BinaryServer { process, clients };
+            return BinaryServer {
+                process,
+                clients,
+                endpoint,
+            };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
