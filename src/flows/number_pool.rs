@@ -200,11 +200,16 @@ pub async fn search(db: &impl GenericClient, p: &Principal, s: &SearchAvailable)
             ranges: Vec::new(),
         });
     }
-    let ranges = numbers::consecutive_runs(db, &q, i64::from(s.consecutive), s.limit).await?;
+    // A page holds at most `limit` numbers, the runs' numbers included: as many whole runs as
+    // fit (at least one, cut at the page's size when a single run is longer).
+    let run = i64::from(s.consecutive);
+    let runs = (s.limit / run).max(1);
+    let ranges = numbers::consecutive_runs(db, &q, run, runs).await?;
     let mut found = Vec::new();
     for (first, last) in &ranges {
         found.extend(numbers::available_range(db, holder.id, first, last).await?);
     }
+    found.truncate(s.limit as usize);
     Ok(Found {
         numbers: found,
         ranges,

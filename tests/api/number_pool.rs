@@ -1026,3 +1026,40 @@ async fn nothing_is_added_to_a_suspended_provider() {
     assert_eq!(violated_preconditions(&status), vec!["ACCOUNT_NOT_ACTIVE"]);
     assert_eq!(count_live(&app).await, 0);
 }
+
+#[tokio::test]
+async fn a_search_for_consecutive_numbers_answers_at_most_a_page_of_numbers() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.clients(As::Admin(&provider.id)).await;
+    // Four blocks of 60 consecutive numbers, apart from each other.
+    for block in 0..4 {
+        add_range(&mut c, &provider, 13035550000 + block * 100, 60).await;
+    }
+    let runs = c
+        .number_pool
+        .search_available_numbers(pb::SearchAvailableNumbersRequest {
+            holder_id: provider.id.clone(),
+            pattern: "+1303".into(),
+            consecutive: 50,
+            page_size: 100,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(runs.ranges.len(), 2);
+    assert_eq!(runs.numbers.len(), 100);
+    let longer_than_a_page = c
+        .number_pool
+        .search_available_numbers(pb::SearchAvailableNumbersRequest {
+            holder_id: provider.id.clone(),
+            pattern: "+1303".into(),
+            consecutive: 60,
+            page_size: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(longer_than_a_page.ranges.len(), 1);
+    assert_eq!(longer_than_a_page.numbers.len(), 10);
+}
