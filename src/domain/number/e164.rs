@@ -195,7 +195,7 @@ fn written_digits(input: &str) -> Option<String> {
     Some(out)
 }
 
-pub(super) fn number_type(t: PhoneNumberType) -> NumberType {
+fn number_type(t: PhoneNumberType) -> NumberType {
     use PhoneNumberType as T;
     match t {
         T::FixedLine => NumberType::Geographic,
