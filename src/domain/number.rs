@@ -1,110 +1,31 @@
-//! Numbers: E.164 parsing with libphonenumber data, statuses, assignees, reservations and the
+//! Numbers: E.164 parsing with libphonenumber data (in `e164`), statuses, assignees, reservations and the
 //! operator's attributes.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::SystemTime;
 
-use phonenumber::{Mode, country};
 use uuid::Uuid;
 
 use super::validate::Violations;
 use crate::error::{Error, Result};
 
-/// A telephone number in E.164 form: `+`, then 1 to 15 digits, country code first.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct E164(String);
+mod e164;
+#[cfg(test)]
+mod fixture_tests;
 
-/// What libphonenumber says about a number that parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedNumber {
-    pub e164: E164,
-    pub number_type: NumberType,
-}
-
-impl E164 {
-    /// Parses international input (`+1 303-555-0100`), or national input with an explicit
-    /// ISO 3166 `region` (`303 555 0100`, `US`). A bare national number without a region is an
-    /// error, never a guess. The number must be valid for its country's numbering plan.
-    pub fn parse(field: &str, input: &str, region: &str) -> Result<ParsedNumber> {
-        let input = input.trim();
-        if input.is_empty() {
-            return Err(Error::invalid(field, "required"));
-        }
-        if input.len() > 64 {
-            return Err(Error::invalid(field, "at most 64 characters"));
-        }
-        let international = input.starts_with('+') || input.starts_with("00");
-        let region = region.trim();
-        let id = if region.is_empty() {
-            if !international {
-                return Err(Error::invalid(
-                    field,
-                    "a national number needs a region (such as US); or write it in international form, starting with +",
-                ));
-            }
-            None
-        } else {
-            Some(
-                region
-                    .to_ascii_uppercase()
-                    .parse::<country::Id>()
-                    .map_err(|_| Error::invalid("region", format!("unknown region {region:?}")))?,
-            )
-        };
-        let number = phonenumber::parse(id, input)
-            .map_err(|e| Error::invalid(field, format!("not a telephone number: {e}")))?;
-        if number.extension().is_some() {
-            return Err(Error::invalid(
-                field,
-                "extensions are not numbers of the inventory",
-            ));
-        }
-        if !phonenumber::is_valid(&number) {
-            return Err(Error::invalid(
-                field,
-                "not a valid number in its country's numbering plan",
-            ));
-        }
-        let e164 = number.format().mode(Mode::E164).to_string();
-        let number_type =
-            NumberType::from_phonenumber(number.number_type(&phonenumber::metadata::DATABASE));
-        Ok(ParsedNumber {
-            e164: E164::from_canonical(&e164).ok_or_else(|| Error::invalid(field, "not E.164"))?,
-            number_type,
-        })
-    }
-
-    /// Accepts a string already in canonical E.164 form (as stored), without numbering-plan
-    /// checks.
-    pub fn from_canonical(s: &str) -> Option<Self> {
-        let digits = s.strip_prefix('+')?;
-        let ok = (1..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
-        ok.then(|| Self(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for E164 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use e164::{E164, ParsedNumber, valid_region};
 
 /// An E.164 prefix of a series or a filter: `+` and 1 to 15 digits.
 pub fn parse_prefix(field: &str, value: &str) -> Result<String> {
     let v = value.trim().replace([' ', '-'], "");
-    E164::from_canonical(&v).map(|e| e.0).ok_or_else(|| {
-        Error::invalid(
-            field,
-            "an E.164 prefix: + and 1 to 15 digits, such as +1303",
-        )
-    })
+    E164::from_canonical(&v)
+        .map(|e| e.as_str().to_owned())
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                "an E.164 prefix: + and 1 to 15 digits, such as +1303",
+            )
+        })
 }
 
 macro_rules! text_enum {
@@ -171,26 +92,6 @@ text_enum!(AssigneeKind {
     Trunk = "trunk",
     Other = "other",
 });
-
-impl NumberType {
-    fn from_phonenumber(t: phonenumber::Type) -> Self {
-        use phonenumber::Type as T;
-        match t {
-            T::FixedLine => Self::Geographic,
-            T::Mobile => Self::Mobile,
-            T::FixedLineOrMobile => Self::GeographicOrMobile,
-            T::TollFree => Self::TollFree,
-            T::PremiumRate => Self::PremiumRate,
-            T::SharedCost => Self::SharedCost,
-            T::Voip => Self::Voip,
-            T::PersonalNumber => Self::Personal,
-            T::Pager => Self::Pager,
-            T::Uan => Self::Uan,
-            T::Voicemail => Self::Voicemail,
-            _ => Self::Unknown,
-        }
-    }
-}
 
 /// The user, agent, device, service or trunk a number is assigned to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -477,12 +477,7 @@ fn options(first: Option<pb::ImportNumbersRequest>) -> Result<Options> {
         }
         Ok(m) => m,
     };
-    if !o.region.is_empty()
-        && o.region
-            .to_ascii_uppercase()
-            .parse::<phonenumber::country::Id>()
-            .is_err()
-    {
+    if !o.region.is_empty() && !crate::domain::number::valid_region(&o.region) {
         v.add("options.region", format!("unknown region {:?}", o.region));
     }
     v.text(
