@@ -12,7 +12,6 @@ use std::io::Read;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use numbering_client::v1 as pb;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
@@ -26,7 +25,10 @@ use crate::error::{Error, Result};
 use crate::flows::number_pool::{query as number_query, receiving_provider};
 use crate::grpc::AppState;
 use crate::grpc::convert::number_to_proto;
-use crate::store::numbers;
+use crate::store::{Fingerprint, Idempotency, numbers};
+
+/// The RPC, in the request id's fingerprint as every mutation's is.
+const METHOD: &str = "ImportNumbers";
 
 /// Longest CSV line; a longer one is rejected as a row, and its bytes are never held.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -449,6 +451,8 @@ struct Options {
     mode: pb::ImportMode,
     region: String,
     request_id: String,
+    /// The options as sent: with the CSV, what a retry must send again.
+    request: Vec<u8>,
 }
 
 fn options(first: Option<pb::ImportNumbersRequest>) -> Result<Options> {
@@ -461,6 +465,7 @@ fn options(first: Option<pb::ImportNumbersRequest>) -> Result<Options> {
             "the first message must carry the options",
         ));
     };
+    let request = prost::Message::encode_to_vec(&o);
     let mut v = Violations::new();
     let owner = v
         .take(crate::domain::parse_id("options.owner_id", &o.owner_id))
@@ -497,6 +502,7 @@ fn options(first: Option<pb::ImportNumbersRequest>) -> Result<Options> {
         mode,
         region: o.region,
         request_id: o.request_id,
+        request,
     })
 }
 
@@ -554,12 +560,13 @@ async fn run(
 ) -> Result<()> {
     let mut client = state.db.client().await?;
     let tx = client.transaction().await?;
-    let keyed = !opts.request_id.is_empty() && opts.mode != pb::ImportMode::ValidateOnly;
-    let previous = if keyed {
-        crate::store::idempotency_claim(&tx, &principal.subject, &opts.request_id).await?
-    } else {
-        None
-    };
+    let guard = Idempotency::new(
+        &principal.subject,
+        METHOD,
+        &opts.request_id,
+        opts.mode == pb::ImportMode::ValidateOnly,
+    );
+    let previous = guard.claim(&tx).await?;
 
     // The CSV goes from the gRPC stream to the parser thread, hashed on the way for AIP-155.
     let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
@@ -569,11 +576,8 @@ async fn run(
         let reader = ChunkReader::new(chunk_rx);
         parse(reader, region, batch_tx)
     });
-    let mut hasher = Sha256::new();
-    hasher.update(format!(
-        "ImportNumbers\0{}\0{}\0{}\0",
-        opts.owner, opts.mode as i32, opts.region
-    ));
+    let mut hasher = Fingerprint::new(METHOD);
+    hasher.update(&opts.request);
     let feed = async move {
         while let Some(msg) = input
             .message()
@@ -596,7 +600,7 @@ async fn run(
             }
         }
         drop(chunk_tx);
-        Ok::<_, Error>(hasher.finalize().to_vec())
+        Ok::<_, Error>(hasher.finish())
     };
 
     tx.batch_execute(
@@ -643,10 +647,8 @@ async fn run(
     let fingerprint = fingerprint?;
     copied?;
 
-    if let Some((seen, response)) = previous {
-        if seen != fingerprint {
-            return Err(Error::RequestIdReused);
-        }
+    if let Some(seen) = previous {
+        let response = seen.replay(&fingerprint)?;
         let result = <pb::ImportResult as prost::Message>::decode(response.as_slice())
             .map_err(|e| Error::Internal(e.to_string()))?;
         let _ = out
@@ -736,8 +738,7 @@ async fn run(
                      INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status, series_id,
                          number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels)
                      SELECT gen_random_uuid(), $1, s.e164, coalesce(s.holder_id, $1), coalesce(a.path, $2), 'available',
-                            (SELECT se.id FROM series se WHERE se.provider_id = $1 AND starts_with(s.e164, se.prefix)
-                             ORDER BY length(se.prefix) DESC LIMIT 1),
+                            (SELECT series FROM series_of($1, s.e164) AS series),
                             s.number_type, s.source, s.carrier, s.sip_trunk, s.billing_reference, s.service_info,
                             coalesce(string_to_array(s.tags, '|'), '{}'), s.labels
                      FROM import_rows s LEFT JOIN accounts a ON a.id = s.holder_id
@@ -757,17 +758,9 @@ async fn run(
         rows_rejected: report.rejected,
         rejected_rows: report.listed.iter().map(Rejected::to_proto).collect(),
     };
-    if keyed {
-        crate::store::idempotency_record(
-            &tx,
-            &principal.subject,
-            &opts.request_id,
-            "ImportNumbers",
-            &fingerprint,
-            &prost::Message::encode_to_vec(&result),
-        )
+    guard
+        .record(&tx, &fingerprint, &prost::Message::encode_to_vec(&result))
         .await?;
-    }
     if insert {
         tx.commit().await?;
     } else {
