@@ -542,8 +542,8 @@ pub fn validate_reservation(v: &mut Violations, field: &str, r: &Reservation, no
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::account::{common_ancestor, parent_path};
     use crate::domain::account::child_path;
+    use crate::domain::account::{common_ancestor, parent_path};
 
     struct Tree {
         provider: Target,

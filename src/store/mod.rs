@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod allocation;
 pub mod errors;
+pub mod import;
 pub mod inventory;
 pub mod migrate;
 pub mod numbers;
@@ -151,7 +152,11 @@ pub struct Fingerprint(Sha256);
 
 impl Fingerprint {
     pub fn new(method: &str) -> Self {
-        Self(Sha256::new().chain_update(method.as_bytes()).chain_update([0]))
+        Self(
+            Sha256::new()
+                .chain_update(method.as_bytes())
+                .chain_update([0]),
+        )
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
