@@ -82,8 +82,6 @@ pub fn write_labels(labels: &BTreeMap<String, String>) -> String {
         .join(";")
 }
 
-/// A row the import refused.
-
 /// Why a row was refused, in the answer's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -111,16 +109,6 @@ impl Reason {
             Reason::DuplicateInFile => "DUPLICATE_IN_FILE",
             Reason::AlreadyExists => "ALREADY_EXISTS",
             Reason::QuotaExceeded => "QUOTA_EXCEEDED",
-        }
-    }
-
-    /// The reason the database's checks wrote; they write only these words.
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "ALREADY_EXISTS" => Reason::AlreadyExists,
-            "QUOTA_EXCEEDED" => Reason::QuotaExceeded,
-            "DUPLICATE_IN_FILE" => Reason::DuplicateInFile,
-            _ => Reason::InvalidAccount,
         }
     }
 }

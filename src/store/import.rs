@@ -114,11 +114,21 @@ pub async fn rejects(tx: &Tx<'_>, limit: i64) -> Result<(i64, Vec<Rejected>)> {
         .map(|row| Rejected {
             line: row.get(0),
             e164: row.get(1),
-            reason: Reason::parse(row.get(2)),
+            reason: reason(row.get(2)),
             message: row.get(3),
         })
         .collect();
     Ok((count, listed))
+}
+
+/// The reason the checks above wrote; they write only these words.
+fn reason(s: &str) -> Reason {
+    match s {
+        "ALREADY_EXISTS" => Reason::AlreadyExists,
+        "QUOTA_EXCEEDED" => Reason::QuotaExceeded,
+        "DUPLICATE_IN_FILE" => Reason::DuplicateInFile,
+        _ => Reason::InvalidAccount,
+    }
 }
 
 /// Adds the rows not rejected, AVAILABLE in their holder (the owner when none is named), filed
