@@ -206,3 +206,23 @@ pub struct SearchAvailable {
     /// Runs of this many consecutive numbers; 0 or 1 for single numbers.
     pub consecutive: i32,
 }
+
+/// What happens to an import's good rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMode {
+    /// Check every row, add none.
+    ValidateOnly,
+    /// Add the rows only if none is rejected.
+    AllOrNothing,
+    /// Add the good rows.
+    BestEffort,
+}
+
+/// ImportNumbers: where the numbers go and how the file is read; the CSV follows as a stream.
+#[derive(Debug, Clone)]
+pub struct ImportNumbers {
+    pub owner_id: Uuid,
+    pub mode: ImportMode,
+    /// The region of numbers written without a country code (empty: none).
+    pub region: String,
+}

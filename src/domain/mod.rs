@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod command;
+pub mod csv;
 pub mod lifecycle;
 pub mod number;
 pub mod principal;

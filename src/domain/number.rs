@@ -292,6 +292,18 @@ pub struct NumberState {
     pub reservation: Option<Reservation>,
 }
 
+impl NumberState {
+    /// Where a number just added stands: unused in its holder.
+    pub fn available(holder_id: uuid::Uuid) -> Self {
+        Self {
+            holder_id,
+            status: NumberStatus::Available,
+            assignee: None,
+            reservation: None,
+        }
+    }
+}
+
 /// Who made a change: written on every event.
 #[derive(Debug, Clone)]
 pub struct Actor {

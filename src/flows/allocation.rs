@@ -2,6 +2,7 @@
 //! changes of one number (assign, reserve, release, unbind...) alone or in batches; history.
 //! The rules are [`crate::domain::lifecycle`]'s; here is scope, and the order of the steps.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use futures::FutureExt;
@@ -34,19 +35,64 @@ async fn entered(db: &impl GenericClient, source_path: &str, to: &Account) -> Re
 
 /// Every account that `incoming` numbers enter must be active and stay within its quota.
 async fn admit(db: &impl GenericClient, entered: &[Account], incoming: i64) -> Result<()> {
+    admit_after(db, entered, incoming, &BTreeMap::new()).await
+}
+
+/// [`admit`], counting as held, in each account with a quota, the numbers `brought` says
+/// earlier arrivals of the same change bring into it.
+async fn admit_after(
+    db: &impl GenericClient,
+    entered: &[Account],
+    incoming: i64,
+    brought: &BTreeMap<Uuid, i64>,
+) -> Result<()> {
     for a in entered {
         lifecycle::require_active(a.id, a.state)?;
     }
-    let limited: Vec<Uuid> = entered
-        .iter()
-        .filter(|a| a.fields.max_numbers.is_some())
-        .map(|a| a.id)
-        .collect();
-    for quota in store::lock_quota_accounts(db, &limited).await? {
-        let held = store::subtree_count(db, quota.provider_id, &quota.path).await?;
+    for quota in store::lock_quota_accounts(db, &limited(entered)).await? {
+        let held = store::subtree_count(db, quota.provider_id, &quota.path).await?
+            + brought.get(&quota.id).copied().unwrap_or(0);
         lifecycle::require_quota(quota.id, quota.max_numbers, held, incoming)?;
     }
     Ok(())
+}
+
+/// The accounts among `entered` that have a quota.
+fn limited(entered: &[Account]) -> Vec<Uuid> {
+    entered
+        .iter()
+        .filter(|a| a.fields.max_numbers.is_some())
+        .map(|a| a.id)
+        .collect()
+}
+
+/// The admission of numbers that go down from `source_path` into several accounts in one
+/// change (an import): each target in turn, as [`admit_into`] would admit it, counting what the
+/// targets admitted before it bring into the accounts above it. Answers, per target, whether it
+/// is admitted or the rule it breaks; a failing database is the call's error.
+pub async fn admit_each(
+    db: &impl GenericClient,
+    source_path: &str,
+    targets: &[(Account, i64)],
+) -> Result<Vec<Result<()>>> {
+    let mut brought: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut answers = Vec::with_capacity(targets.len());
+    for (to, incoming) in targets {
+        let entering = entered(db, source_path, to).await?;
+        match admit_after(db, &entering, *incoming, &brought).await {
+            Ok(()) => {
+                for id in limited(&entering) {
+                    *brought.entry(id).or_default() += incoming;
+                }
+                answers.push(Ok(()));
+            }
+            Err(e @ (Error::QuotaExceeded { .. } | Error::FailedPrecondition(_))) => {
+                answers.push(Err(e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(answers)
 }
 
 /// The admission of `incoming` numbers that go down from `source_path` into `to`: every account

@@ -3,6 +3,7 @@
 //! applies the rules of [`crate::domain`] and calls [`crate::store`]. No tonic, no SQL here.
 
 pub mod allocation;
+pub mod import;
 pub mod number_pool;
 pub mod tenancy;
 

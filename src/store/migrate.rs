@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "numbers",
         include_str!("../../migrations/0002_numbers.sql"),
     ),
+    (
+        3,
+        "series_of",
+        include_str!("../../migrations/0003_series_of.sql"),
+    ),
 ];
 
 /// Any fixed key; it only has to be the same for every replica.

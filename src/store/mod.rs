@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod allocation;
 pub mod errors;
+pub mod import;
 pub mod inventory;
 pub mod migrate;
 pub mod numbers;
@@ -124,19 +125,12 @@ impl Db {
     {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let keyed = !m.request_id.is_empty() && !m.validate_only;
-        let fingerprint = Sha256::new()
-            .chain_update(m.method.as_bytes())
-            .chain_update([0])
-            .chain_update(&m.request)
-            .finalize()
-            .to_vec();
-        if keyed
-            && let Some((seen, response)) = idempotency_claim(&tx, m.actor, m.request_id).await?
-        {
-            if seen != fingerprint {
-                return Err(Error::RequestIdReused);
-            }
+        let guard = Idempotency::new(m.actor, m.method, m.request_id, m.validate_only);
+        let mut fingerprint = Fingerprint::new(m.method);
+        fingerprint.update(&m.request);
+        let fingerprint = fingerprint.finish();
+        if let Some(seen) = guard.claim(&tx).await? {
+            let response = seen.replay(&fingerprint)?;
             return T::decode(response.as_slice()).map_err(|e| Error::Internal(e.to_string()));
         }
         let answer = change(&tx).await?;
@@ -144,57 +138,119 @@ impl Db {
             tx.rollback().await?;
             return Ok(answer);
         }
-        if keyed {
-            idempotency_record(
-                &tx,
-                m.actor,
-                m.request_id,
-                m.method,
-                &fingerprint,
-                &answer.encode_to_vec(),
-            )
+        guard
+            .record(&tx, &fingerprint, &answer.encode_to_vec())
             .await?;
-        }
         tx.commit().await?;
         Ok(answer)
     }
 }
 
-/// Takes the lock of one request id for the rest of the transaction (so two retries at once
-/// cannot both run), and answers the fingerprint and response recorded for it, if any.
-pub async fn idempotency_claim(
-    tx: &Transaction<'_>,
-    actor: &str,
-    request_id: &str,
-) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
-        &[&actor, &request_id],
-    )
-    .await?;
-    Ok(tx
-        .query_opt(
-            "SELECT fingerprint, response FROM idempotency WHERE actor = $1 AND request_id = $2",
-            &[&actor, &request_id],
+/// What a request is recognised by on a retry (AIP-155): its RPC and its bytes, hashed as they
+/// come, so a streamed request (an import's CSV) is fingerprinted like a unary one.
+pub struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    pub fn new(method: &str) -> Self {
+        Self(
+            Sha256::new()
+                .chain_update(method.as_bytes())
+                .chain_update([0]),
         )
-        .await?
-        .map(|row| (row.get(0), row.get(1))))
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.0.finalize().to_vec()
+    }
 }
 
-/// Records the first answer to a request id, in the transaction of the change it answers.
-pub async fn idempotency_record(
-    tx: &Transaction<'_>,
-    actor: &str,
-    request_id: &str,
-    method: &str,
-    fingerprint: &[u8],
-    response: &[u8],
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO idempotency (actor, request_id, method, fingerprint, response)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[&actor, &request_id, &method, &fingerprint, &response],
-    )
-    .await?;
-    Ok(())
+/// The request id of one mutation (AIP-155), guarded for the length of its transaction: every
+/// mutation, unary or streamed, claims and records through this one type.
+pub struct Idempotency<'a> {
+    actor: &'a str,
+    method: &'a str,
+    request_id: &'a str,
+    /// No request id, or validate-only (which records nothing): nothing to claim or record.
+    keyed: bool,
+}
+
+/// A request id already answered: the fingerprint of its request and its answer.
+pub struct Seen {
+    fingerprint: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Seen {
+    /// The first answer, if the retry carries the same request; a request id is never reused
+    /// for another request.
+    pub fn replay(self, fingerprint: &[u8]) -> Result<Vec<u8>> {
+        if self.fingerprint == fingerprint {
+            Ok(self.response)
+        } else {
+            Err(Error::RequestIdReused)
+        }
+    }
+}
+
+impl<'a> Idempotency<'a> {
+    pub fn new(actor: &'a str, method: &'a str, request_id: &'a str, validate_only: bool) -> Self {
+        Self {
+            actor,
+            method,
+            request_id,
+            keyed: !request_id.is_empty() && !validate_only,
+        }
+    }
+
+    /// Takes the lock of the request id for the rest of the transaction (so two retries at once
+    /// cannot both run), and answers what was recorded for it, if anything.
+    pub async fn claim(&self, tx: &Transaction<'_>) -> Result<Option<Seen>> {
+        if !self.keyed {
+            return Ok(None);
+        }
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+            &[&self.actor, &self.request_id],
+        )
+        .await?;
+        Ok(tx
+            .query_opt(
+                "SELECT fingerprint, response FROM idempotency WHERE actor = $1 AND request_id = $2",
+                &[&self.actor, &self.request_id],
+            )
+            .await?
+            .map(|row| Seen {
+                fingerprint: row.get(0),
+                response: row.get(1),
+            }))
+    }
+
+    /// Records the first answer, in the transaction of the change it answers.
+    pub async fn record(
+        &self,
+        tx: &Transaction<'_>,
+        fingerprint: &[u8],
+        response: &[u8],
+    ) -> Result<()> {
+        if !self.keyed {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO idempotency (actor, request_id, method, fingerprint, response)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &self.actor,
+                &self.request_id,
+                &self.method,
+                &fingerprint,
+                &response,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
 }

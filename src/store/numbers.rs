@@ -104,8 +104,7 @@ pub async fn find(db: &impl GenericClient, key: &Key, lock: Lock) -> Result<Numb
 pub async fn series_for(db: &impl GenericClient, owner: Uuid, e164: &str) -> Result<Option<Uuid>> {
     Ok(db
         .query_opt(
-            "SELECT id FROM series WHERE provider_id = $1 AND starts_with($2, prefix)
-             ORDER BY length(prefix) DESC LIMIT 1",
+            "SELECT series FROM series_of($1, $2) AS series",
             &[&owner, &e164],
         )
         .await?

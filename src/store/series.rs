@@ -43,10 +43,8 @@ pub async fn get(db: &impl GenericClient, id: Uuid, lock: Lock) -> Result<Series
 
 /// The SQL that re-files the live numbers of provider $1 under prefix $2: each gets the series
 /// with the longest prefix that matches it, or none.
-const REFILE: &str = "UPDATE numbers n SET series_id = (
-         SELECT s.id FROM series s
-         WHERE s.provider_id = n.provider_id AND starts_with(n.e164, s.prefix)
-         ORDER BY length(s.prefix) DESC LIMIT 1)
+const REFILE: &str = "UPDATE numbers n SET series_id =
+         (SELECT series FROM series_of(n.provider_id, n.e164) AS series)
      WHERE n.provider_id = $1 AND n.status <> 'deleted' AND n.e164 LIKE $2 || '%'";
 
 pub async fn insert(

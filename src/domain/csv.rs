@@ -1,0 +1,591 @@
+//! The CSV of import and export: the columns, the template, the reader of streamed bytes (which
+//! cuts over-long rows), the header, rows parsed into typed rows and written as COPY text, and
+//! the export's rows. No tonic and no SQL: bytes in, rows and rejections out.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::domain::number::{Attributes, E164, Number, NumberSource, NumberType};
+use crate::domain::validate::Violations;
+use crate::error::{Error, Result};
+
+/// Longest CSV line; a longer one is rejected as a row, and its bytes are never held.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Rows per batch the parser hands over.
+const BATCH_ROWS: usize = 10_000;
+/// COPY bytes per batch: with a few batches in flight, memory stays a few MiB whatever the rows.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// The columns Import reads; `e164` is required.
+pub const COLUMNS: &[&str] = &[
+    "e164",
+    "region",
+    "number_type",
+    "source",
+    "carrier",
+    "sip_trunk",
+    "billing_reference",
+    "service_info",
+    "tags",
+    "labels",
+    "holder_id",
+];
+/// Columns Export adds and Import ignores, so an export can be imported again.
+pub const EXPORT_ONLY: &[&str] = &[
+    "status",
+    "owner_id",
+    "series_id",
+    "assignee_kind",
+    "assignee_id",
+    "assignee_name",
+    "reserved_for",
+    "reservation_tag",
+];
+
+pub fn template() -> String {
+    format!(
+        "{}\n+13035550100,,geographic,purchased,Acme Carrier,trunk-1,BILL-42,Main line,sales|vip,team=west;floor=2,\n",
+        COLUMNS.join(",")
+    )
+}
+
+/// Tags are written `a|b`, labels `k=v;k2=v2`.
+pub fn parse_tags(s: &str) -> Vec<String> {
+    s.split('|')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub fn parse_labels(s: &str) -> std::result::Result<BTreeMap<String, String>, String> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("label {kv:?} is not key=value"))
+        })
+        .collect()
+}
+
+pub fn write_labels(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Why a row was refused, in the answer's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    LineTooLong,
+    MalformedRow,
+    WrongColumnCount,
+    InvalidNumber,
+    InvalidAttribute,
+    InvalidAccount,
+    DuplicateInFile,
+    AlreadyExists,
+    QuotaExceeded,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::LineTooLong => "LINE_TOO_LONG",
+            Reason::MalformedRow => "MALFORMED_ROW",
+            Reason::WrongColumnCount => "WRONG_COLUMN_COUNT",
+            Reason::InvalidNumber => "INVALID_NUMBER",
+            Reason::InvalidAttribute => "INVALID_ATTRIBUTE",
+            Reason::InvalidAccount => "INVALID_ACCOUNT",
+            Reason::DuplicateInFile => "DUPLICATE_IN_FILE",
+            Reason::AlreadyExists => "ALREADY_EXISTS",
+            Reason::QuotaExceeded => "QUOTA_EXCEEDED",
+        }
+    }
+}
+
+/// A row the import refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rejected {
+    pub line: i64,
+    pub e164: String,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// A batch from the parser: COPY text for the good rows, and the bad ones.
+pub struct Batch {
+    pub copy: Vec<u8>,
+    pub rows: i64,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Ends the last field of a row that was cut for being too long.
+const TOO_LONG: &str = "\u{1}NUMBERING_ROW_TOO_LONG\u{1}";
+
+/// Reads the CSV bytes the gRPC stream delivers, on the parser thread. A row (quoted newlines
+/// included) longer than `MAX_LINE_BYTES` is cut there and marked, and the rest of it is
+/// dropped as it arrives, so no row is ever buffered past that size.
+pub struct ChunkReader {
+    chunks: mpsc::Receiver<Bytes>,
+    current: Bytes,
+    /// Bytes of the current row so far.
+    row_len: usize,
+    in_quotes: bool,
+    /// Dropping the rest of an over-long row, up to its end.
+    skipping: bool,
+    pending: &'static [u8],
+}
+
+impl ChunkReader {
+    pub fn new(chunks: mpsc::Receiver<Bytes>) -> Self {
+        Self {
+            chunks,
+            current: Bytes::new(),
+            row_len: 0,
+            in_quotes: false,
+            skipping: false,
+            pending: b"",
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.pending[..n]);
+                self.pending = &self.pending[n..];
+                return Ok(n);
+            }
+            if self.current.is_empty() {
+                match self.chunks.blocking_recv() {
+                    Some(c) => self.current = c,
+                    None => return Ok(0),
+                }
+                continue;
+            }
+            let mut n = 0;
+            let mut copied = 0;
+            while n < self.current.len() && copied < buf.len() {
+                let b = self.current[n];
+                n += 1;
+                match b {
+                    b'"' => self.in_quotes = !self.in_quotes,
+                    b'\n' if !self.in_quotes => {
+                        self.row_len = 0;
+                        self.skipping = false;
+                    }
+                    _ => {}
+                }
+                if self.skipping {
+                    continue;
+                }
+                self.row_len += 1;
+                if self.row_len > MAX_LINE_BYTES {
+                    self.skipping = true;
+                    // The marker closes an open quote for the parser; the quotes of what is
+                    // dropped are still followed, to find where the row really ends.
+                    self.pending = if self.in_quotes {
+                        b"\x01NUMBERING_ROW_TOO_LONG\x01\""
+                    } else {
+                        b"\x01NUMBERING_ROW_TOO_LONG\x01"
+                    };
+                    break;
+                }
+                buf[copied] = b;
+                copied += 1;
+            }
+            self.current = self.current.slice(n..);
+            if copied > 0 {
+                return Ok(copied);
+            }
+        }
+    }
+}
+
+/// COPY text format: backslash, tab and newlines escaped; `\N` for NULL.
+fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        None => out.extend_from_slice(b"\\N"),
+        Some(v) => {
+            for b in v.bytes() {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    _ => out.push(b),
+                }
+            }
+        }
+    }
+}
+
+/// Where each known column sits in the file's header.
+struct Header {
+    index: BTreeMap<&'static str, usize>,
+    width: usize,
+}
+
+fn read_header(headers: &::csv::StringRecord) -> Result<Header> {
+    let mut index = BTreeMap::new();
+    for (i, name) in headers.iter().enumerate() {
+        let name = name
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase();
+        if let Some(known) = COLUMNS.iter().find(|c| **c == name) {
+            if index.insert(*known, i).is_some() {
+                return Err(Error::invalid(
+                    "csv",
+                    format!("column {name:?} appears twice in the header"),
+                ));
+            }
+        } else if !EXPORT_ONLY.contains(&name.as_str()) {
+            return Err(Error::invalid(
+                "csv",
+                format!(
+                    "unknown column {name:?} in the header; the columns are {}",
+                    COLUMNS.join(", ")
+                ),
+            ));
+        }
+    }
+    if !index.contains_key("e164") {
+        return Err(Error::invalid("csv", "the header has no e164 column"));
+    }
+    Ok(Header {
+        index,
+        width: headers.len(),
+    })
+}
+
+/// A good row of the file, as the staging table takes it.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub line: i64,
+    pub e164: E164,
+    pub attributes: Attributes,
+    pub holder_id: Option<Uuid>,
+}
+
+impl ImportRow {
+    /// The row as a line of COPY text, in the staging table's column order (line, e164,
+    /// number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels,
+    /// holder_id). Written here, on the parser thread, so that the database only streams it.
+    pub fn write_copy(&self, out: &mut Vec<u8>) {
+        let a = &self.attributes;
+        let tags = (!a.tags.is_empty()).then(|| a.tags.join("|"));
+        let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
+        let holder = self.holder_id.map(|h| h.to_string());
+        out.extend_from_slice(self.line.to_string().as_bytes());
+        for value in [
+            Some(self.e164.as_str()),
+            Some(a.number_type.as_str()),
+            Some(a.source.as_str()),
+            Some(&a.carrier),
+            Some(&a.sip_trunk),
+            Some(&a.billing_reference),
+            Some(&a.service_info),
+            tags.as_deref(),
+            Some(&labels),
+            holder.as_deref(),
+        ] {
+            out.push(b'\t');
+            copy_field(out, value);
+        }
+        out.push(b'\n');
+    }
+}
+
+/// Checks one data row of the file; `region` reads numbers written without a country code.
+fn parse_row(
+    h: &Header,
+    rec: &::csv::StringRecord,
+    line: i64,
+    region: &str,
+) -> std::result::Result<ImportRow, Rejected> {
+    let get = |c: &str| {
+        h.index
+            .get(c)
+            .and_then(|i| rec.get(*i))
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let reject = |reason: Reason, message: String| Rejected {
+        line,
+        e164: get("e164").chars().take(64).collect(),
+        reason,
+        message,
+    };
+    if rec.iter().any(|f| f.ends_with(TOO_LONG)) {
+        return Err(Rejected {
+            line,
+            e164: String::new(),
+            reason: Reason::LineTooLong,
+            message: format!("longer than {MAX_LINE_BYTES} bytes"),
+        });
+    }
+    if rec.len() != h.width {
+        return Err(reject(
+            Reason::WrongColumnCount,
+            format!("{} columns; the header has {}", rec.len(), h.width),
+        ));
+    }
+    let row_region = if get("region").is_empty() {
+        region
+    } else {
+        get("region")
+    };
+    let parsed = E164::parse("e164", get("e164"), row_region)
+        .map_err(|e| reject(Reason::InvalidNumber, e.to_string()))?;
+    let mut v = Violations::new();
+    let number_type = match get("number_type") {
+        "" => parsed.number_type,
+        t => NumberType::parse(&t.to_ascii_lowercase()).ok_or_else(|| {
+            reject(
+                Reason::InvalidAttribute,
+                format!("unknown number_type {t:?}"),
+            )
+        })?,
+    };
+    let source = match get("source") {
+        "" => NumberSource::Unspecified,
+        s => NumberSource::parse(&s.to_ascii_lowercase())
+            .ok_or_else(|| reject(Reason::InvalidAttribute, format!("unknown source {s:?}")))?,
+    };
+    let labels = parse_labels(get("labels")).map_err(|m| reject(Reason::InvalidAttribute, m))?;
+    let mut a = Attributes {
+        number_type,
+        source,
+        carrier: get("carrier").into(),
+        sip_trunk: get("sip_trunk").into(),
+        billing_reference: get("billing_reference").into(),
+        service_info: get("service_info").into(),
+        tags: parse_tags(get("tags")),
+        labels,
+    };
+    a.normalise();
+    a.validate(&mut v, "");
+    if let Err(e) = v.finish() {
+        return Err(reject(Reason::InvalidAttribute, e.to_string()));
+    }
+    let holder = match get("holder_id") {
+        "" => None,
+        h => Some(Uuid::parse_str(h).map_err(|_| {
+            reject(
+                Reason::InvalidAccount,
+                format!("holder_id {h:?} is not a UUID"),
+            )
+        })?),
+    };
+    Ok(ImportRow {
+        line,
+        e164: parsed.e164,
+        attributes: a,
+        holder_id: holder,
+    })
+}
+
+/// The parser thread: CSV in, batches out. A bad header ends the import.
+pub fn parse(reader: ChunkReader, region: String, batches: mpsc::Sender<Result<Batch>>) {
+    let mut csv = ::csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(reader);
+    let header = match csv
+        .headers()
+        .map_err(|e| Error::invalid("csv", format!("cannot read the header: {e}")))
+        .and_then(read_header)
+    {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = batches.blocking_send(Err(e));
+            return;
+        }
+    };
+    let mut batch = Batch {
+        copy: Vec::with_capacity(1 << 20),
+        rows: 0,
+        rejected: Vec::new(),
+    };
+    let mut record = ::csv::StringRecord::new();
+    loop {
+        let line = csv.position().line() as i64 + 1;
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                // The line the record started on: where the parser is now, less the lines the
+                // record spans (csv's own start position counts a skipped blank line).
+                let spanned = record
+                    .iter()
+                    .map(|f| f.matches('\n').count())
+                    .sum::<usize>() as i64;
+                let line = csv.position().line() as i64 - 1 - spanned;
+                // A line of nothing but separators is a blank line.
+                if record.iter().all(|f| f.trim().is_empty()) {
+                    continue;
+                }
+                batch.rows += 1;
+                match parse_row(&header, &record, line, &region) {
+                    Ok(row) => row.write_copy(&mut batch.copy),
+                    Err(r) => batch.rejected.push(r),
+                }
+            }
+            Err(e) => {
+                batch.rows += 1;
+                let line = e.position().map_or(line, |p| p.line() as i64);
+                batch.rejected.push(Rejected {
+                    line,
+                    e164: String::new(),
+                    reason: Reason::MalformedRow,
+                    message: e.to_string(),
+                });
+                if matches!(e.kind(), ::csv::ErrorKind::Io(_)) {
+                    break;
+                }
+            }
+        }
+        if batch.rows as usize >= BATCH_ROWS || batch.copy.len() >= BATCH_BYTES {
+            let full = std::mem::replace(
+                &mut batch,
+                Batch {
+                    copy: Vec::with_capacity(1 << 20),
+                    rows: 0,
+                    rejected: Vec::new(),
+                },
+            );
+            if batches.blocking_send(Ok(full)).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = batches.blocking_send(Ok(batch));
+}
+/// Writes numbers as the export's CSV: the import's columns (so an export can be imported
+/// again) and then [`EXPORT_ONLY`]'s, chunk by chunk.
+pub struct ExportWriter(::csv::Writer<Vec<u8>>);
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+impl ExportWriter {
+    /// A writer whose first chunk starts with the header.
+    pub fn new() -> Result<Self> {
+        let mut csv = ::csv::Writer::from_writer(Vec::new());
+        csv.write_record(COLUMNS.iter().chain(EXPORT_ONLY))
+            .map_err(internal)?;
+        Ok(Self(csv))
+    }
+
+    pub fn write(&mut self, n: &Number) -> Result<()> {
+        let a = &n.attributes;
+        let assignee = n.assignee.as_ref();
+        let reservation = n.reservation.as_ref();
+        // The owner's own numbers have no holder column: importing them again puts them back.
+        let holder = if n.holder_id == n.owner_id {
+            String::new()
+        } else {
+            n.holder_id.to_string()
+        };
+        self.0
+            .write_record([
+                n.e164.as_str(),
+                "",
+                a.number_type.as_str(),
+                a.source.as_str(),
+                &a.carrier,
+                &a.sip_trunk,
+                &a.billing_reference,
+                &a.service_info,
+                &a.tags.join("|"),
+                &write_labels(&a.labels),
+                &holder,
+                n.status.as_str(),
+                &n.owner_id.to_string(),
+                &n.series_id.map(|s| s.to_string()).unwrap_or_default(),
+                assignee.map_or("", |a| a.kind.as_str()),
+                assignee.map_or("", |a| a.id.as_str()),
+                assignee.map_or("", |a| a.display_name.as_str()),
+                reservation.map_or("", |r| r.reserved_for.as_str()),
+                reservation.map_or("", |r| r.tag.as_str()),
+            ])
+            .map_err(internal)
+    }
+
+    /// What was written since the last chunk.
+    pub fn chunk(&mut self) -> Result<Vec<u8>> {
+        std::mem::replace(&mut self.0, ::csv::Writer::from_writer(Vec::new()))
+            .into_inner()
+            .map_err(internal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows read, (line, reason) of each rejected row, and the COPY text of the good ones.
+    type Parsed = (i64, Vec<(i64, &'static str)>, String);
+
+    /// Runs the parser over `csv` delivered in `chunk`-byte pieces.
+    fn parse_all(csv: &[u8], chunk: usize) -> Result<Parsed> {
+        let (chunk_tx, chunk_rx) = mpsc::channel(1 << 16);
+        for piece in csv.chunks(chunk) {
+            chunk_tx
+                .try_send(Bytes::copy_from_slice(piece))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        drop(chunk_tx);
+        let (batch_tx, mut batch_rx) = mpsc::channel(1 << 16);
+        std::thread::spawn(move || parse(ChunkReader::new(chunk_rx), "US".into(), batch_tx))
+            .join()
+            .map_err(|_| Error::Internal("parser panicked".into()))?;
+        let (mut rows, mut rejected, mut copy) = (0, Vec::new(), Vec::new());
+        while let Ok(batch) = batch_rx.try_recv() {
+            let batch = batch?;
+            rows += batch.rows;
+            rejected.extend(batch.rejected.iter().map(|r| (r.line, r.reason.as_str())));
+            copy.extend(batch.copy);
+        }
+        Ok((rows, rejected, String::from_utf8_lossy(&copy).into_owned()))
+    }
+
+    #[test]
+    fn an_over_long_quoted_row_is_cut_and_the_next_rows_keep_their_lines() {
+        let long = "x".repeat(MAX_LINE_BYTES * 3);
+        let csv =
+            format!("e164,service_info,carrier\n+13035550100,\"{long}\",a\n\n+13035550101,,b\n");
+        for chunk in [7, 4096, 1 << 20] {
+            let (rows, rejected, copy) = parse_all(csv.as_bytes(), chunk).unwrap();
+            assert_eq!(rows, 2, "chunk {chunk}");
+            assert_eq!(rejected, [(2, "LINE_TOO_LONG")], "chunk {chunk}");
+            assert!(
+                copy.starts_with("4\t+13035550101\t"),
+                "chunk {chunk}: {copy}"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_keep_their_line_numbers_across_blank_and_quoted_multi_line_rows() {
+        let csv = "e164,service_info\n\n+13035550100,\"two\nlines\"\n+1,\n\n\n+13035550101,x,y\n";
+        let (rows, rejected, copy) = parse_all(csv.as_bytes(), 3).unwrap();
+        assert_eq!(rows, 3);
+        assert_eq!(rejected, [(5, "INVALID_NUMBER"), (8, "WRONG_COLUMN_COUNT")]);
+        assert!(copy.starts_with("3\t+13035550100\t"), "{copy}");
+        assert!(copy.contains("two\\nlines"), "{copy}");
+    }
+}
