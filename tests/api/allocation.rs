@@ -13,7 +13,7 @@ use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use crate::helpers::{
-    As, TestApp, Tree, assert_error, spawn_app, tree, violated_fields, violated_preconditions,
+    As, TestApp, Tree, assert_error, spawn_app, violated_fields, violated_preconditions,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ fn e164s(numbers: &[pb::Number]) -> Vec<String> {
 /// A tree with `n` numbers in the provider's pool, and the provider admin's clients.
 async fn stocked(n: i32) -> (TestApp, Tree, Vec<String>, Clients) {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let numbers = seed(&app, &t.provider, 100, n).await;
     let admin = app.clients(As::Admin(&t.provider.id)).await;
     (app, t, numbers, admin)
@@ -312,7 +312,7 @@ async fn allocate(c: &mut Clients, req: pb::AllocateNumbersRequest) -> Vec<Strin
 #[tokio::test]
 async fn allocate_a_quantity_from_a_series_moves_exactly_that_many_to_the_sub_organisation() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     seed(&app, &t.provider, 100, 20).await;
     // +1303555011x is a block of ten: the series.
     let block = series(&app, &t.provider, "+130355501").await;

@@ -5,7 +5,7 @@ use prost_types::FieldMask;
 use tonic::Code;
 
 use crate::helpers::{
-    As, TestApp, assert_error, spawn_app, tree, violated_fields, violated_preconditions,
+    As, TestApp, assert_error, spawn_app, violated_fields, violated_preconditions,
 };
 
 fn new_account(parent: &str, name: &str) -> pb::CreateAccountRequest {
@@ -161,7 +161,7 @@ async fn bad_account_fields_are_named_in_the_error() {
 #[tokio::test]
 async fn external_references_are_unique_among_siblings_only() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut c = app.clients(As::Platform).await;
     let with_ref = |parent: &str| {
         let mut r = new_account(parent, "X");
@@ -179,7 +179,7 @@ async fn external_references_are_unique_among_siblings_only() {
 #[tokio::test]
 async fn nothing_is_created_under_a_suspended_account() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut admin = app.clients(As::Admin(&t.provider.id)).await;
     admin
         .tenancy
@@ -202,7 +202,7 @@ async fn nothing_is_created_under_a_suspended_account() {
 #[tokio::test]
 async fn a_caller_cannot_see_its_parent_or_its_siblings_and_learns_nothing() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut a_admin = app.clients(As::Admin(&t.a.id)).await;
     for id in [&t.provider.id, &t.b.id, &uuid::Uuid::new_v4().to_string()] {
         assert_error(
@@ -255,7 +255,7 @@ async fn a_caller_cannot_see_its_parent_or_its_siblings_and_learns_nothing() {
 #[tokio::test]
 async fn list_shows_children_or_the_whole_subtree_with_filters() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut c = app.clients(As::Viewer(&t.provider.id)).await;
     let list = |recursive: bool, kind: &str| pb::ListAccountsRequest {
         parent_id: t.provider.id.clone(),
@@ -384,7 +384,7 @@ async fn pages_walk_the_whole_list_once_and_tokens_are_bound_to_the_filter() {
 #[tokio::test]
 async fn update_changes_only_the_masked_fields_and_honours_the_etag() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut c = app.clients(As::Admin(&t.a.id)).await;
     let updated = c
         .tenancy
@@ -430,7 +430,7 @@ async fn update_changes_only_the_masked_fields_and_honours_the_etag() {
 #[tokio::test]
 async fn update_refuses_bad_masks_and_fields() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut c = app.clients(As::Platform).await;
     let req = |paths: &[&str], account: pb::Account| pb::UpdateAccountRequest {
         account: Some(pb::Account {
@@ -474,7 +474,7 @@ async fn update_refuses_bad_masks_and_fields() {
 #[tokio::test]
 async fn the_quota_is_set_by_the_parent_not_by_the_account_itself() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let quota = |n: i64| pb::UpdateAccountRequest {
         account: Some(pb::Account {
             id: t.a.id.clone(),
@@ -528,7 +528,7 @@ async fn the_provider_sets_its_aging_period() {
 #[tokio::test]
 async fn suspend_and_resume_are_the_parents_call() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let suspend = |id: &str| pb::SuspendAccountRequest {
         id: id.into(),
         ..Default::default()
@@ -587,7 +587,7 @@ async fn suspend_and_resume_are_the_parents_call() {
 #[tokio::test]
 async fn delete_refuses_an_account_with_children_or_numbers_and_changes_nothing() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut c = app.clients(As::Admin(&t.provider.id)).await;
     let delete = |id: &str| pb::DeleteAccountRequest {
         id: id.into(),
@@ -645,7 +645,7 @@ async fn delete_refuses_an_account_with_children_or_numbers_and_changes_nothing(
 #[tokio::test]
 async fn the_path_runs_from_the_provider_down_but_stops_at_the_callers_scope() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let req = || pb::GetAccountPathRequest {
         id: t.a1.id.clone(),
     };
@@ -734,7 +734,7 @@ async fn concurrent_retries_of_one_request_create_one_account() {
 #[tokio::test]
 async fn validate_only_answers_without_changing_anything() {
     let app = spawn_app().await;
-    let t = tree(&app).await;
+    let t = app.tree().await;
     let mut c = app.clients(As::Admin(&t.provider.id)).await;
     let mut req = new_account(&t.provider.id, "Dry run");
     req.validate_only = true;
