@@ -6,37 +6,39 @@
 //! a shared machine weighs on both sides alike; it runs with as many clients as there are
 //! callers and with as many as the server has connections, and the better of the two counts.
 //!
-//! `cargo bench --bench allocate`, tuned by environment variables:
+//! pgbench's script is not written by hand: a warm-up of the server captures the statements it
+//! runs for one allocation (pg_stat_statements, with the statement log for their order and
+//! values), so the comparison follows the server's SQL wherever it goes (see `allocate/capture.rs`).
+//!
+//! `cargo bench --bench allocate [-- --quick]`, tuned by environment variables:
 //! BENCH_POOL (numbers in the pool, 1000000), BENCH_ALLOCATIONS (total, 300000),
 //! BENCH_WINDOW (allocations per line, 100000), BENCH_CALLERS (32), BENCH_CHANNELS (gRPC
 //! connections the callers share, one each by default),
-//! BENCH_DB_CONNECTIONS (server pool, 16), BENCH_PGBENCH_SECONDS (each pgbench run, 10; 0 skips
-//! pgbench), BENCH_STATEMENTS (1 prints PostgreSQL's time per statement after each phase).
+//! BENCH_DB_CONNECTIONS (server pool, 16), BENCH_WARMUP (allocations that warm the server up
+//! and show its SQL, 2000), BENCH_PGBENCH_SECONDS (each pgbench run, 10; 0 skips pgbench),
+//! BENCH_STATEMENTS (1 prints PostgreSQL's time per statement after each phase). `--quick`
+//! (or BENCH_QUICK=1) makes every default small, for a run of seconds that proves it works.
 
-use std::path::PathBuf;
+#[path = "common/mod.rs"]
+mod common;
+
+#[path = "allocate/capture.rs"]
+mod capture;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use numbering::auth::Authenticator;
-use numbering::domain::account::child_path;
-use numbering::embedded::EmbeddedPostgres;
 use numbering::paging::PageTokens;
 use numbering::server::{Settings, serve};
 use numbering::store::Db;
 use numbering_client::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
+use tokio::task::JoinHandle;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
+use common::{BoxError, Cluster, create_account, env_u64, percentile, pg_program, seed_numbers};
 
 struct Config {
     pool: u64,
@@ -45,75 +47,163 @@ struct Config {
     callers: u64,
     channels: u64,
     connections: u64,
+    warmup: u64,
     pgbench_seconds: u64,
     statements: bool,
 }
 
 impl Config {
+    fn from_env() -> Self {
+        let quick = std::env::args().any(|a| a == "--quick") || env_u64("BENCH_QUICK", 0) == 1;
+        let default = |full: u64, small: u64| if quick { small } else { full };
+        Self {
+            pool: env_u64("BENCH_POOL", default(1_000_000, 100_000)),
+            allocations: env_u64("BENCH_ALLOCATIONS", default(300_000, 5_000)),
+            window: env_u64("BENCH_WINDOW", default(100_000, 1_000)).max(1),
+            callers: env_u64("BENCH_CALLERS", default(32, 8)).max(1),
+            channels: env_u64("BENCH_CHANNELS", 0),
+            connections: env_u64("BENCH_DB_CONNECTIONS", default(16, 4)).max(1),
+            warmup: env_u64("BENCH_WARMUP", default(2_000, 200)).max(1),
+            pgbench_seconds: env_u64("BENCH_PGBENCH_SECONDS", default(10, 2)),
+            statements: env_u64("BENCH_STATEMENTS", 0) == 1,
+        }
+    }
+
     /// pgbench's client counts: one per caller, and one per server connection.
     fn pgbench_clients(&self) -> Vec<u64> {
         let mut counts = vec![self.callers, self.connections];
         counts.dedup();
         counts
     }
+
+    /// The gRPC connections the callers share.
+    fn channels(&self) -> u64 {
+        if self.channels == 0 {
+            self.callers
+        } else {
+            self.channels.min(self.callers)
+        }
+    }
 }
 
 /// The provider and the child the numbers go to.
 struct Accounts {
-    provider: Uuid,
-    provider_path: String,
-    child: Uuid,
+    provider: pb::Account,
+    child: pb::Account,
 }
 
-async fn seed(pg: &EmbeddedPostgres, cfg: &Config) -> Result<Accounts, BoxError> {
-    let (admin, conn) = pg.config("postgres").connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    admin.batch_execute("CREATE DATABASE bench").await?;
-    Db::new(pg.config("bench"), 1)?.migrate().await?;
-    let (sql, conn) = pg.config("bench").connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    let provider = Uuid::new_v4();
-    let child = Uuid::new_v4();
-    let provider_path = child_path("", provider);
-    let child_path = child_path(&provider_path, child);
-    sql.execute(
-        "INSERT INTO accounts (id, provider_id, parent_id, path, depth, display_name)
-         VALUES ($1, $1, NULL, $2, 0, 'Provider'), ($3, $1, $1, $4, 1, 'Customer')",
-        &[&provider, &provider_path, &child, &child_path],
-    )
-    .await?;
+/// The server, in this process, on the cluster's `bench` database.
+struct Server {
+    endpoint: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), BoxError>>,
+}
+
+async fn start_server(cluster: &Cluster, cfg: &Config) -> Result<Server, BoxError> {
+    let db = Db::new(
+        cluster.pg.config("bench"),
+        usize::try_from(cfg.connections)?,
+    )?;
+    db.migrate().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let settings = Settings {
+        tls: None,
+        auth: Authenticator::disabled(),
+        page_tokens: PageTokens::random(),
+        health_interval: Duration::from_secs(1),
+        sweep_interval: Duration::from_secs(5),
+    };
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    let task = tokio::spawn(async move {
+        serve(listener, db, settings, shutdown)
+            .await
+            .map_err(BoxError::from)
+    });
+    Ok(Server {
+        endpoint,
+        stop,
+        task,
+    })
+}
+
+/// The two accounts, made through the API, and the pool of numbers.
+async fn seed(cluster: &Cluster, server: &Server, cfg: &Config) -> Result<Accounts, BoxError> {
+    let mut c = numbering_client::connect(server.endpoint.clone(), None).await?;
+    let provider = create_account(&mut c, None, "Provider").await?;
+    let child = create_account(&mut c, Some(&provider), "Customer").await?;
     let started = Instant::now();
-    let pool = i64::try_from(cfg.pool)?;
-    sql.execute(
-        "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
-         SELECT gen_random_uuid(), $1, '+1' || (2000000000 + g)::text, $1, $2, 'available'
-         FROM generate_series(1, $3::bigint) g",
-        &[&provider, &provider_path, &pool],
-    )
-    .await?;
-    sql.batch_execute("VACUUM ANALYZE").await?;
-    if cfg.statements {
-        sql.batch_execute("CREATE EXTENSION pg_stat_statements")
-            .await?;
-    }
+    seed_numbers(&cluster.sql, &provider, 1, i64::try_from(cfg.pool)?).await?;
     println!(
         "seeded {} numbers in {:.1} s",
         cfg.pool,
         started.elapsed().as_secs_f64()
     );
-    Ok(Accounts {
-        provider,
-        provider_path,
-        child,
-    })
+    Ok(Accounts { provider, child })
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+/// Starts `total` allocations of one number each, shared by the callers; each latency (µs)
+/// arrives on the receiver as its call completes.
+async fn allocate(
+    server: &Server,
+    cfg: &Config,
+    a: &Accounts,
+    total: u64,
+) -> Result<
+    (
+        Vec<JoinHandle<Result<(), tonic::Status>>>,
+        mpsc::UnboundedReceiver<u32>,
+    ),
+    BoxError,
+> {
+    let tickets = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut clients = Vec::new();
+    for _ in 0..cfg.channels() {
+        clients.push(numbering_client::connect(server.endpoint.clone(), None).await?);
     }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted[i]) / 1000.0
+    let req = pb::AllocateNumbersRequest {
+        from_account_id: a.provider.id.clone(),
+        to_account_id: a.child.id.clone(),
+        selection: Some(pb::NumberSelection {
+            selection: Some(pb::number_selection::Selection::Quantity(
+                pb::QuantitySelection {
+                    count: 1,
+                    ..Default::default()
+                },
+            )),
+        }),
+        ..Default::default()
+    };
+    let mut callers = Vec::new();
+    for i in 0..cfg.callers {
+        let mut c = clients[usize::try_from(i % cfg.channels())?].clone();
+        let (tickets, tx, req) = (tickets.clone(), tx.clone(), req.clone());
+        callers.push(tokio::spawn(async move {
+            while tickets.fetch_add(1, Ordering::Relaxed) < total {
+                let t0 = Instant::now();
+                c.allocation.allocate_numbers(req.clone()).await?;
+                let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
+                let _ = tx.send(us);
+            }
+            Ok(())
+        }));
+    }
+    Ok((callers, rx))
+}
+
+async fn finish(callers: Vec<JoinHandle<Result<(), tonic::Status>>>) -> Result<(), BoxError> {
+    for c in callers {
+        c.await??;
+    }
+    Ok(())
+}
+
+fn ms(us: u32) -> f64 {
+    f64::from(us) / 1000.0
 }
 
 /// Prints one line per window of completed allocations; answers the overall rate.
@@ -137,8 +227,8 @@ async fn collect(mut latencies: mpsc::UnboundedReceiver<u32>, cfg: &Config) -> f
                 "{:>17} {:>14.0} {:>9.2} {:>9.2}",
                 format!("{}-{}", done - window.len() as u64, done),
                 window.len() as f64 / secs,
-                percentile(&window, 0.5),
-                percentile(&window, 0.99)
+                ms(percentile(&window, 0.5)),
+                ms(percentile(&window, 0.99))
             );
             all.append(&mut window);
             window_start = Instant::now();
@@ -150,132 +240,36 @@ async fn collect(mut latencies: mpsc::UnboundedReceiver<u32>, cfg: &Config) -> f
         "{:>17} {:>14.0} {:>9.2} {:>9.2}",
         format!("all {done}"),
         rate,
-        percentile(&all, 0.5),
-        percentile(&all, 0.99)
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.99))
     );
     rate
 }
 
-/// The server on 127.0.0.1:0 and callers allocating through it; answers allocations/s.
-async fn drive(pg: &EmbeddedPostgres, cfg: &Config, a: &Accounts) -> Result<f64, BoxError> {
-    let db = Db::new(pg.config("bench"), usize::try_from(cfg.connections)?)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let settings = Settings {
-        tls: None,
-        auth: Authenticator::disabled(),
-        page_tokens: PageTokens::random(),
-        health_interval: Duration::from_secs(1),
-        sweep_interval: Duration::from_secs(5),
-    };
-    let server = tokio::spawn(serve(listener, db, settings, async move {
-        let _ = stopped.await;
-    }));
-    let tickets = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let channels = if cfg.channels == 0 {
-        cfg.callers
-    } else {
-        cfg.channels.min(cfg.callers)
-    };
-    let mut clients = Vec::new();
-    for _ in 0..channels {
-        clients.push(numbering_client::connect(endpoint.clone(), None).await?);
-    }
-    let mut callers = Vec::new();
-    for i in 0..cfg.callers {
-        let mut c = clients[usize::try_from(i % channels)?].clone();
-        let (tickets, tx, total) = (tickets.clone(), tx.clone(), cfg.allocations);
-        let req = pb::AllocateNumbersRequest {
-            from_account_id: a.provider.to_string(),
-            to_account_id: a.child.to_string(),
-            selection: Some(pb::NumberSelection {
-                selection: Some(pb::number_selection::Selection::Quantity(
-                    pb::QuantitySelection {
-                        count: 1,
-                        ..Default::default()
-                    },
-                )),
-            }),
-            ..Default::default()
-        };
-        callers.push(tokio::spawn(async move {
-            while tickets.fetch_add(1, Ordering::Relaxed) < total {
-                let t0 = Instant::now();
-                c.allocation.allocate_numbers(req.clone()).await?;
-                let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
-                let _ = tx.send(us);
-            }
-            Ok::<(), tonic::Status>(())
-        }));
-    }
-    drop(tx);
-    let rate = collect(rx, cfg).await;
-    for c in callers {
-        c.await??;
-    }
-    let _ = stop.send(());
-    server.await??;
+/// The measured run: callers allocating through the server; answers allocations/s.
+async fn drive(server: &Server, cfg: &Config, a: &Accounts) -> Result<f64, BoxError> {
+    let (callers, latencies) = allocate(server, cfg, a, cfg.allocations).await?;
+    let rate = collect(latencies, cfg).await;
+    finish(callers).await?;
     Ok(rate)
 }
 
-/// The SQL the server runs for one allocation of quantity 1, as a pgbench script: the plan
-/// setting, the two account reads, the pick, and the move with its event, in one transaction.
-fn pgbench_script(a: &Accounts) -> String {
-    let columns = numbering::store::numbers::COLUMNS;
-    let accounts = "id, provider_id, parent_id, path, depth, seq, display_name, kind, \
-         external_ref, state, labels, max_numbers, aging_period_seconds, version, create_time, \
-         update_time";
-    let state = |holder: &str| {
-        format!(
-            "jsonb_build_object('holder_id', {holder}, 'status', 'available', 'assignee', NULL, \
-             'reservation', NULL)"
-        )
-    };
-    format!(
-        "\\set r random(0, 999999999)
-BEGIN;
-SET LOCAL plan_cache_mode = force_generic_plan;
-SELECT {accounts} FROM accounts WHERE id = :provider AND delete_time IS NULL;
-SELECT {accounts} FROM accounts WHERE id = :child AND delete_time IS NULL;
-SELECT {columns} FROM numbers WHERE holder_id = :provider AND status = 'available' AND pick >= :r::float8 / 1e9 ORDER BY pick LIMIT 1 FOR UPDATE SKIP LOCKED \\gset n_
-WITH moved AS (UPDATE numbers n SET holder_id = u.holder_id, holder_path = u.holder_path, status = u.status, assignee_kind = u.assignee_kind, assignee_id = u.assignee_id, assignee_name = u.assignee_name, assignee_account_id = u.assignee_account_id, reserved_for = u.reserved_for, reservation_tag = u.reservation_tag, reservation_note = u.reservation_note, reservation_expire_time = u.reservation_expire_time, aging_end_time = u.aging_end_time, version = n.version + 1, update_time = now() FROM unnest(ARRAY[:n_id::uuid], ARRAY[:child]::uuid[], ARRAY[:childpath]::text[], ARRAY['available']::text[], ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[NULL]::uuid[], ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY[NULL]::timestamptz[], ARRAY[NULL]::timestamptz[]) AS u(number_id, holder_id, holder_path, status, assignee_kind, assignee_id, assignee_name, assignee_account_id, reserved_for, reservation_tag, reservation_note, reservation_expire_time, aging_end_time) WHERE n.id = u.number_id RETURNING n.*), recorded AS (INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id, request_id, operation, holder_path, before, after) SELECT e.provider_id, e.number_id, e.e164, 'anonymous', NULL::uuid, '', 'allocate', e.holder_path, e.before, e.after FROM unnest(ARRAY[:provider]::uuid[], ARRAY[:n_id::uuid], ARRAY[:n_e164::text], ARRAY[:childpath]::text[], ARRAY[{before}]::jsonb[], ARRAY[{after}]::jsonb[]) AS e(provider_id, number_id, e164, holder_path, before, after)) SELECT {columns} FROM moved ORDER BY e164;
-COMMIT;
-",
-        before = state(":provider"),
-        after = state(":child"),
-    )
-    .replace(":provider", &format!("'{}'", a.provider))
-    .replace(":childpath", &format!("'{}'", child_path(&a.provider_path, a.child)))
-    .replace(":child", &format!("'{}'", a.child))
-}
-
-/// Runs pgbench with the same SQL and `clients` clients; answers its tps.
+/// Runs pgbench with the captured script and `clients` clients; answers its tps.
 fn pgbench(
-    pg: &EmbeddedPostgres,
-    dir: &std::path::Path,
+    cluster: &Cluster,
+    script: &std::path::Path,
     cfg: &Config,
-    a: &Accounts,
     clients: u64,
 ) -> Result<f64, BoxError> {
-    let script = dir.join("allocate.sql");
-    std::fs::write(&script, pgbench_script(a))?;
-    let bin = PathBuf::from("/usr/lib/postgresql/15/bin/pgbench");
-    let bin = if bin.exists() {
-        bin
-    } else {
-        PathBuf::from("pgbench")
-    };
-    let out = Command::new(bin)
+    let out = Command::new(pg_program("pgbench"))
         .args(["-n", "-M", "prepared", "-j", "2"])
         .arg("-c")
         .arg(clients.to_string())
         .arg("-T")
         .arg(cfg.pgbench_seconds.to_string())
         .arg("-f")
-        .arg(&script)
-        .arg(pg.url("bench"))
+        .arg(script)
+        .arg(cluster.pg.url("bench"))
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let tps = stdout
@@ -299,29 +293,27 @@ fn pgbench(
 
 /// pgbench at each client count: one side of the service run.
 async fn pgbench_round(
-    pg: &EmbeddedPostgres,
-    dir: &std::path::Path,
+    cluster: &Cluster,
+    script: &std::path::Path,
     cfg: &Config,
-    a: &Accounts,
 ) -> Result<Vec<f64>, BoxError> {
     let mut rates = Vec::new();
     for clients in cfg.pgbench_clients() {
-        rates.push(pgbench(pg, dir, cfg, a, clients)?);
+        rates.push(pgbench(cluster, script, cfg, clients)?);
     }
-    statements(pg, cfg, "pgbench").await?;
+    statements(cluster, cfg, "pgbench").await?;
     Ok(rates)
 }
 
 /// With BENCH_STATEMENTS, PostgreSQL's own account of the phase that just ended: calls, and
 /// execution and planning time per call, of its busiest statements.
-async fn statements(pg: &EmbeddedPostgres, cfg: &Config, phase: &str) -> Result<(), BoxError> {
+async fn statements(cluster: &Cluster, cfg: &Config, phase: &str) -> Result<(), BoxError> {
     if !cfg.statements {
         return Ok(());
     }
-    let (sql, conn) = pg.config("bench").connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
     println!("statements of the {phase} phase (calls, exec ms/call, plan ms/call):");
-    let rows = sql
+    let rows = cluster
+        .sql
         .query(
             "SELECT calls, (total_exec_time / calls)::float8, (total_plan_time / calls)::float8,
                     left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
@@ -334,70 +326,94 @@ async fn statements(pg: &EmbeddedPostgres, cfg: &Config, phase: &str) -> Result<
             (r.get(0), r.get(1), r.get(2), r.get(3));
         println!("{calls:>9} {exec:>8.3} {plan:>8.3}  {query}");
     }
-    sql.batch_execute("SELECT pg_stat_statements_reset()")
+    cluster
+        .sql
+        .batch_execute("SELECT pg_stat_statements_reset()")
         .await?;
     Ok(())
 }
 
+/// The warm-up: allocations through the server that warm its caches and, while the cluster logs
+/// every statement, show the SQL of one allocation. Answers pgbench's script, or why there is
+/// none.
+async fn warm_up(
+    cluster: &Cluster,
+    server: &Server,
+    cfg: &Config,
+    a: &Accounts,
+) -> Result<Result<String, String>, BoxError> {
+    let recording = capture::Recording::start(cluster, cfg.statements).await?;
+    let (callers, mut latencies) = allocate(server, cfg, a, cfg.warmup).await?;
+    while latencies.recv().await.is_some() {}
+    finish(callers).await?;
+    let Some(recording) = recording else {
+        return Ok(Err(
+            "pg_stat_statements is not installed: pgbench cannot know the server's SQL".into(),
+        ));
+    };
+    let captured = recording.finish(cfg.warmup).await?;
+    print!("{captured}");
+    Ok(Ok(captured.script()))
+}
+
 async fn run(cfg: Config) -> Result<(), BoxError> {
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().to_path_buf();
     let mut settings = vec![("max_connections", "200"), ("shared_buffers", "256MB")];
-    if cfg.statements {
-        settings.push(("shared_preload_libraries", "pg_stat_statements"));
-        settings.push(("pg_stat_statements.track_planning", "on"));
-    }
-    let pg =
-        tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data, &settings)).await??;
-    let accounts = seed(&pg, &cfg).await?;
+    settings.extend(capture::settings(cfg.statements));
+    let cluster = Cluster::start("allocate", &settings).await?;
+    let server = start_server(&cluster, &cfg).await?;
+    let accounts = seed(&cluster, &server, &cfg).await?;
     println!(
         "{} callers on {} gRPC connections, {} allocations of one number, server pool of {} connections",
         cfg.callers,
-        if cfg.channels == 0 {
-            cfg.callers
-        } else {
-            cfg.channels.min(cfg.callers)
-        },
+        cfg.channels(),
         cfg.allocations,
         cfg.connections
     );
-    if cfg.pgbench_seconds == 0 {
-        drive(&pg, &cfg, &accounts).await?;
-        return statements(&pg, &cfg, "service").await;
+    let script = warm_up(&cluster, &server, &cfg, &accounts).await?;
+    let script = match (cfg.pgbench_seconds, script) {
+        (0, _) => None,
+        (_, Ok(script)) => {
+            let path = cluster.dir.join("allocate.sql");
+            std::fs::write(&path, script)?;
+            Some(path)
+        }
+        (_, Err(why)) => {
+            println!("no pgbench comparison: {why}");
+            None
+        }
+    };
+    let before = match &script {
+        Some(script) => pgbench_round(&cluster, script, &cfg).await?,
+        None => Vec::new(),
+    };
+    let rate = drive(&server, &cfg, &accounts).await?;
+    statements(&cluster, &cfg, "service").await?;
+    if let Some(script) = &script {
+        let after = pgbench_round(&cluster, script, &cfg).await?;
+        let (clients, best) = cfg
+            .pgbench_clients()
+            .into_iter()
+            .zip(before.iter().zip(&after).map(|(b, a)| (b + a) / 2.0))
+            .fold((0, 0.0), |best, c| if c.1 > best.1 { c } else { best });
+        println!(
+            "the service: {rate:.0} allocations/s; pgbench, same SQL, at its best ({clients} clients): {best:.0} tps (mean of before and after); the service reaches {:.0}% of it",
+            100.0 * rate / best
+        );
     }
-    let before = pgbench_round(&pg, dir.path(), &cfg, &accounts).await?;
-    let rate = drive(&pg, &cfg, &accounts).await?;
-    statements(&pg, &cfg, "service").await?;
-    let after = pgbench_round(&pg, dir.path(), &cfg, &accounts).await?;
-    let (clients, best) = cfg
-        .pgbench_clients()
-        .into_iter()
-        .zip(before.iter().zip(&after).map(|(b, a)| (b + a) / 2.0))
-        .fold((0, 0.0), |best, c| if c.1 > best.1 { c } else { best });
-    println!(
-        "the service: {rate:.0} allocations/s; pgbench, same SQL, at its best ({clients} clients): {best:.0} tps (mean of before and after); the service reaches {:.0}% of it",
-        100.0 * rate / best
-    );
+    let _ = server.stop.send(());
+    server.task.await??;
+    cluster.stop();
     Ok(())
 }
 
 fn main() -> Result<(), BoxError> {
-    let cfg = Config {
-        pool: setting("BENCH_POOL", 1_000_000),
-        allocations: setting("BENCH_ALLOCATIONS", 300_000),
-        window: setting("BENCH_WINDOW", 100_000).max(1),
-        callers: setting("BENCH_CALLERS", 32).max(1),
-        channels: setting("BENCH_CHANNELS", 0),
-        connections: setting("BENCH_DB_CONNECTIONS", 16).max(1),
-        pgbench_seconds: setting("BENCH_PGBENCH_SECONDS", 10),
-        statements: setting("BENCH_STATEMENTS", 0) == 1,
-    };
+    let cfg = Config::from_env();
     // pgbench takes numbers from the pool too, at most a few thousand a second.
     let runs = 2 * cfg.pgbench_clients().len() as u64;
     let pgbench_budget = runs * cfg.pgbench_seconds * 4_000;
-    if cfg.allocations + pgbench_budget > cfg.pool {
+    if cfg.warmup + cfg.allocations + pgbench_budget > cfg.pool {
         return Err(format!(
-            "BENCH_POOL must hold BENCH_ALLOCATIONS plus {pgbench_budget} numbers for pgbench"
+            "BENCH_POOL must hold BENCH_WARMUP and BENCH_ALLOCATIONS plus {pgbench_budget} numbers for pgbench"
         )
         .into());
     }

@@ -10,70 +10,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use numbering::domain::account::child_path;
 use numbering_client::v1 as pb;
 use pb::import_numbers_request::Part;
 
-use common::{env_u64, percentile};
-
-async fn provider(c: &mut numbering_client::Clients, name: &str) -> pb::Account {
-    c.tenancy
-        .create_account(pb::CreateAccountRequest {
-            account: Some(pb::Account {
-                display_name: name.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("create provider")
-        .into_inner()
-}
-
-fn psql() -> String {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("psql"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    candidates
-        .into_iter()
-        .chain(
-            std::fs::read_dir("/usr/lib/postgresql")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path().join("bin/psql")),
-        )
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
-        .expect("psql")
-}
-
-/// Seeds `count` numbers for `provider` by SQL, a million per statement.
-async fn seed(b: &common::Bench, provider: &str, from: i64, count: i64) {
-    let id = uuid::Uuid::parse_str(provider).unwrap();
-    let path = format!("/{}/", id.simple());
-    let mut done = 0;
-    while done < count {
-        let n = (count - done).min(1_000_000);
-        b.sql
-            .execute(
-                "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
-                 SELECT gen_random_uuid(), $1, '+1' || (2000000000 + g)::text, $1, $2, 'available'
-                 FROM generate_series($3::bigint, $4::bigint) g",
-                &[&id, &path, &(from + done), &(from + done + n - 1)],
-            )
-            .await
-            .expect("seed");
-        done += n;
-    }
-    b.sql
-        .batch_execute("VACUUM ANALYZE numbers")
-        .await
-        .expect("analyze");
-}
+use common::{BoxError, create_account, env_u64, percentile, pg_program, seed_numbers};
 
 async fn time_inventory(
     c: &mut numbering_client::Clients,
@@ -97,14 +38,23 @@ async fn time_inventory(
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), BoxError> {
     let import_rows = env_u64("BENCH_IMPORT_ROWS", 1_000_000);
     let numbers = env_u64("BENCH_NUMBERS", 10_000_000) as i64;
-    let b = common::start("pool").await;
-    let mut c = b.clients().await.expect("client");
+    let b = common::start(
+        "pool",
+        &[
+            ("shared_buffers", "1GB"),
+            ("max_wal_size", "8GB"),
+            ("synchronous_commit", "off"),
+            ("max_connections", "200"),
+        ],
+    )
+    .await?;
+    let mut c = b.clients().await?;
 
     // Import through the RPC vs \copy of as many rows.
-    let importer = provider(&mut c, "Importer").await;
+    let importer = create_account(&mut c, None, "Importer").await?;
     let mut csv = String::from("e164,carrier\n");
     for i in 0..import_rows {
         csv.push_str(&format!("+1303{},Acme\n", 2_000_000 + i));
@@ -128,22 +78,21 @@ async fn main() {
     let mut answers = c
         .number_pool
         .import_numbers(futures::stream::iter(messages))
-        .await
-        .expect("import")
+        .await?
         .into_inner();
     let mut result = None;
-    while let Some(a) = answers.message().await.expect("import stream") {
+    while let Some(a) = answers.message().await? {
         if let Some(pb::import_numbers_response::Part::Result(r)) = a.part {
             result = Some(r);
         }
     }
     let import_time = t.elapsed();
-    let result = result.expect("result");
+    let result = result.ok_or("the import answered no result")?;
     let (_, import_peak) = b.server_memory_mib();
 
-    let copy_file = b.dir.join("copy.tsv");
-    let owner = uuid::Uuid::parse_str(&importer.id).unwrap();
-    let path = format!("/{}/", owner.simple());
+    let copy_file = b.cluster.dir.join("copy.tsv");
+    let owner = uuid::Uuid::parse_str(&importer.id)?;
+    let path = child_path("", owner);
     let mut rows = String::new();
     for i in 0..result.rows_imported.max(1) {
         rows.push_str(&format!(
@@ -152,13 +101,13 @@ async fn main() {
             2_000_000 + i
         ));
     }
-    std::fs::write(&copy_file, rows).expect("write copy file");
+    std::fs::write(&copy_file, rows)?;
     let t = Instant::now();
-    let status = std::process::Command::new(psql())
+    let status = std::process::Command::new(pg_program("psql"))
         .args([
             "-q",
             "-h",
-            &b.dir.join("run").display().to_string(),
+            &b.cluster.dir.join("run").display().to_string(),
             "-U",
             "postgres",
             "-d",
@@ -169,8 +118,7 @@ async fn main() {
             "\\copy numbers (id, provider_id, e164, holder_id, holder_path, status) FROM '{}'",
             copy_file.display()
         ))
-        .status()
-        .expect("psql");
+        .status()?;
     assert!(status.success());
     let copy_time = t.elapsed();
     println!(
@@ -187,10 +135,10 @@ async fn main() {
     );
 
     // Inventory at 100,000 and at `numbers`; list by prefix at `numbers`.
-    let pool = provider(&mut c, "Pool").await;
-    seed(&b, &pool.id, 0, 100_000).await;
+    let pool = create_account(&mut c, None, "Pool").await?;
+    seed_numbers(&b.cluster.sql, &pool, 0, 100_000).await?;
     let small = time_inventory(&mut c, &pool.id, 200).await;
-    seed(&b, &pool.id, 100_000, numbers - 100_000).await;
+    seed_numbers(&b.cluster.sql, &pool, 100_000, numbers - 100_000).await?;
     let large = time_inventory(&mut c, &pool.id, 200).await;
     println!(
         "inventory (subtree) p50: {:.3} ms at 100,000 numbers, {:.3} ms at {} numbers; ratio {:.2}x (target <= 2x)",
@@ -200,7 +148,7 @@ async fn main() {
         large.as_secs_f64() / small.as_secs_f64()
     );
 
-    let pool_id = uuid::Uuid::parse_str(&pool.id).unwrap();
+    let pool_id = uuid::Uuid::parse_str(&pool.id)?;
     // "+1" and the first 7 digits of a seeded number: 1,000 numbers share each prefix.
     let prefixes: Vec<String> = (0..200)
         .map(|i| {
@@ -222,28 +170,28 @@ async fn main() {
                 page_size: 100,
                 page_token: String::new(),
             })
-            .await
-            .expect("list")
+            .await?
             .into_inner();
         rpc.push(t.elapsed());
         assert_eq!(page.numbers.len(), 100);
     }
     let statement = b
+        .cluster
         .sql
         .prepare(&format!(
             "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164, id LIMIT 101",
             numbering::store::numbers::COLUMNS
         ))
         .await
-        .expect("prepare");
+        ?;
     let mut bare = Vec::new();
     for p in &prefixes {
         let t = Instant::now();
         let rows = b
+            .cluster
             .sql
             .query(&statement, &[&pool_id, p, &format!("{p}:")])
-            .await
-            .expect("query");
+            .await?;
         bare.push(t.elapsed());
         assert_eq!(rows.len(), 101);
     }
@@ -260,4 +208,5 @@ async fn main() {
     let (rss, peak) = b.server_memory_mib();
     println!("server memory: {rss:.1} MiB resident now, {peak:.1} MiB peak (target < 64 MiB)");
     b.stop();
+    Ok(())
 }

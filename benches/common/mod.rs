@@ -1,98 +1,217 @@
-//! What every benchmark needs: a private PostgreSQL, the real server binary beside it, and a
-//! client. Shared by the bench targets with `#[path]`.
+//! What every benchmark needs: a private PostgreSQL cluster with a `bench` database, the
+//! PostgreSQL programs that go with it, accounts and numbers in bulk, the real server binary, and
+//! the sums of a report. Shared by the bench targets with `#[path]`.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use numbering::domain::account::child_path;
 use numbering::embedded::EmbeddedPostgres;
 use numbering_client::Clients;
+use numbering_client::v1 as pb;
+use uuid::Uuid;
 
-pub struct Bench {
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A private cluster in a fresh directory, with an empty database `bench`.
+pub struct Cluster {
     pub pg: EmbeddedPostgres,
-    pub server: Child,
-    pub endpoint: String,
-    pub sql: tokio_postgres::Client,
     pub dir: PathBuf,
+    /// A connection to `bench`.
+    pub sql: tokio_postgres::Client,
 }
 
-/// Starts a cluster in a fresh directory and the release server binary on it, with
-/// authentication off (loopback).
-pub async fn start(name: &str) -> Bench {
-    let dir = std::env::temp_dir().join(format!("numbering-bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let pg = EmbeddedPostgres::start(
-        &dir,
-        &[
-            ("shared_buffers", "1GB"),
-            ("max_wal_size", "8GB"),
-            ("synchronous_commit", "off"),
-            ("max_connections", "200"),
-        ],
-    )
-    .expect("start PostgreSQL");
-    let (admin, conn) = pg
-        .config("postgres")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect");
+impl Cluster {
+    /// Starts a cluster with these server settings under a directory named after the bench.
+    pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Self, BoxError> {
+        let dir =
+            std::env::temp_dir().join(format!("numbering-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pg = {
+            let (dir, settings) = (dir.clone(), owned(settings));
+            tokio::task::spawn_blocking(move || {
+                let settings: Vec<(&str, &str)> = settings
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                EmbeddedPostgres::start(&dir, &settings)
+            })
+            .await??
+        };
+        connect(&pg, "postgres")
+            .await?
+            .batch_execute("CREATE DATABASE bench")
+            .await?;
+        let sql = connect(&pg, "bench").await?;
+        Ok(Self { pg, dir, sql })
+    }
+
+    pub fn stop(mut self) {
+        self.pg.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn owned(settings: &[(&str, &str)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub async fn connect(
+    pg: &EmbeddedPostgres,
+    dbname: &str,
+) -> Result<tokio_postgres::Client, BoxError> {
+    let (client, conn) = pg.config(dbname).connect(tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    admin
-        .batch_execute("CREATE DATABASE bench")
-        .await
-        .expect("create database");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    Ok(client)
+}
+
+/// The directory of PostgreSQL's programs, found as the server finds it: beside `initdb` on
+/// PATH, else where `pg_config --bindir` says, else the newest /usr/lib/postgresql/*/bin.
+pub fn pg_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("initdb"))
+        .find(|initdb| initdb.is_file())
+        .and_then(|initdb| std::fs::canonicalize(initdb).ok())
+        .and_then(|initdb| initdb.parent().map(Path::to_path_buf));
+    on_path.or_else(|| pg_config("--bindir")).or_else(|| {
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").is_file().then_some((v, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin)
+    })
+}
+
+fn pg_config(arg: &str) -> Option<PathBuf> {
+    let out = Command::new("pg_config").arg(arg).output().ok()?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    (out.status.success() && dir.is_dir()).then_some(dir)
+}
+
+/// A PostgreSQL program (`psql`, `pgbench`) of the same installation as the cluster's server.
+pub fn pg_program(name: &str) -> PathBuf {
+    pg_bin_dir()
+        .map(|d| d.join(name))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Whether the installation has the pg_stat_statements module, to preload in the cluster.
+pub fn has_pg_stat_statements() -> bool {
+    let beside = pg_bin_dir().and_then(|b| b.parent().map(|p| p.join("lib")));
+    [beside, pg_config("--pkglibdir")]
+        .into_iter()
+        .flatten()
+        .any(|lib| lib.join("pg_stat_statements.so").is_file())
+}
+
+/// Creates an account through the API: a provider, or a child of `parent`.
+pub async fn create_account(
+    c: &mut Clients,
+    parent: Option<&pb::Account>,
+    name: &str,
+) -> Result<pb::Account, BoxError> {
+    let request = pb::CreateAccountRequest {
+        account: Some(pb::Account {
+            parent_id: parent.map(|p| p.id.clone()).unwrap_or_default(),
+            display_name: name.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(c.tenancy.create_account(request).await?.into_inner())
+}
+
+/// Puts `count` AVAILABLE numbers in the provider's pool, +1 (2000000000 + `from`) upwards, a
+/// million per statement. Straight into the table: the API would take minutes for what a
+/// benchmark only needs to exist.
+pub async fn seed_numbers(
+    sql: &tokio_postgres::Client,
+    provider: &pb::Account,
+    from: i64,
+    count: i64,
+) -> Result<(), BoxError> {
+    let id = Uuid::parse_str(&provider.id)?;
+    let path = child_path("", id);
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(1_000_000);
+        sql.execute(
+            "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
+             SELECT gen_random_uuid(), $1, '+1' || (2000000000 + g)::text, $1, $2, 'available'
+             FROM generate_series($3::bigint, $4::bigint) g",
+            &[&id, &path, &(from + done), &(from + done + n - 1)],
+        )
+        .await?;
+        done += n;
+    }
+    sql.batch_execute("VACUUM ANALYZE").await?;
+    Ok(())
+}
+
+/// The cluster and the release server binary on it, with authentication off (loopback).
+pub struct Bench {
+    pub cluster: Cluster,
+    pub server: Child,
+    pub endpoint: String,
+}
+
+/// Starts a cluster with `settings` and the server binary on it; waits until it has migrated.
+pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Bench, BoxError> {
+    let cluster = Cluster::start(name, settings).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
         .port();
     let url = format!(
         "host={} user=postgres dbname=bench",
-        dir.join("run").display()
+        cluster.dir.join("run").display()
     );
     let server = Command::new(env!("CARGO_BIN_EXE_numbering"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &url)
         .env("NUMBERING_LOG", "warn")
         .env("NUMBERING_DB_MAX_CONNECTIONS", "40")
-        .spawn()
-        .expect("start the server");
-    let (sql, conn) = pg
-        .config("bench")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
+        .spawn()?;
     let bench = Bench {
-        pg,
+        cluster,
         server,
         endpoint: format!("http://127.0.0.1:{port}"),
-        sql,
-        dir,
     };
     // Wait for the schema (the server migrates at start).
     for _ in 0..300 {
         let ready = bench
+            .cluster
             .sql
             .query_opt("SELECT 1 FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)", &[])
             .await
             .map(|r| r.is_some())
             .unwrap_or(false);
-        if ready && bench.clients().await.is_some() {
-            return bench;
+        if ready && bench.clients().await.is_ok() {
+            return Ok(bench);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the server did not start");
+    Err("the server did not start".into())
 }
 
 impl Bench {
-    pub async fn clients(&self) -> Option<Clients> {
-        numbering_client::connect(self.endpoint.clone(), None)
-            .await
-            .ok()
+    pub async fn clients(&self) -> Result<Clients, BoxError> {
+        Ok(numbering_client::connect(self.endpoint.clone(), None).await?)
     }
 
     /// The server's resident memory now and at its peak, in MiB.
@@ -113,12 +232,11 @@ impl Bench {
     pub fn stop(mut self) {
         let _ = self.server.kill();
         let _ = self.server.wait();
-        self.pg.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.cluster.stop();
     }
 }
 
-/// Environment variable as a number, with a default.
+/// Environment variable as a number (`1_000_000` reads too), with a default.
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -126,9 +244,10 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `p` quantile of sorted samples (the default when there are none).
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {
-        return Duration::ZERO;
+        return T::default();
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }

@@ -1,37 +1,41 @@
+//! Authentication: only a token signed with the server's key, from its issuer, not expired, and
+//! naming an account and a role, acts for anyone; the binary refuses to serve the network without
+//! one.
+
 use numbering_client::v1 as pb;
 use serde_json::json;
 use tonic::Code;
 
-use crate::helpers::{As, assert_error, now, sign, spawn_app};
+use crate::helpers::{TestApp, assert_error, now, ok, sign, spawn_app};
+use crate::requests::get_account;
 
-fn get(id: &str) -> pb::GetAccountRequest {
-    pb::GetAccountRequest { id: id.into() }
+/// Checks that a call carrying `token` (or none) is refused as unauthenticated.
+async fn assert_unauthenticated(app: &TestApp, token: Option<&str>, provider: &pb::Account) {
+    let mut c = app.clients_with_token(token).await;
+    assert_error(
+        c.tenancy.get_account(get_account(&provider.id)).await,
+        Code::Unauthenticated,
+    );
+}
+
+/// An admin's claims for `account`, expiring at `exp`, from `iss`.
+fn admin_claims(account: &str, exp: u64, iss: &str) -> serde_json::Value {
+    json!({"sub": "u", "account": account, "roles": ["admin"], "exp": exp, "iss": iss})
 }
 
 #[tokio::test]
 async fn a_call_without_a_token_is_unauthenticated() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
-    let mut c = app.clients_with_token(None).await;
-    assert_error(
-        c.tenancy.get_account(get(&provider.id)).await,
-        Code::Unauthenticated,
-    );
+    assert_unauthenticated(&app, None, &provider).await;
 }
 
 #[tokio::test]
 async fn an_expired_token_is_unauthenticated() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
-    let token = sign(&json!({
-        "sub": "u", "account": provider.id, "roles": ["admin"],
-        "exp": now() - 3600, "iss": "numbering-tests",
-    }));
-    let mut c = app.clients_with_token(Some(&token)).await;
-    assert_error(
-        c.tenancy.get_account(get(&provider.id)).await,
-        Code::Unauthenticated,
-    );
+    let token = sign(&admin_claims(&provider.id, now() - 3600, "numbering-tests"));
+    assert_unauthenticated(&app, Some(&token), &provider).await;
 }
 
 #[tokio::test]
@@ -40,15 +44,11 @@ async fn a_token_signed_with_another_key_is_unauthenticated() {
     let provider = app.provider("Acme").await;
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({"sub": "u", "account": provider.id, "roles": ["admin"], "exp": now() + 60, "iss": "numbering-tests"}),
+        &admin_claims(&provider.id, now() + 60, "numbering-tests"),
         &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret-another-secret"),
     )
     .unwrap();
-    let mut c = app.clients_with_token(Some(&token)).await;
-    assert_error(
-        c.tenancy.get_account(get(&provider.id)).await,
-        Code::Unauthenticated,
-    );
+    assert_unauthenticated(&app, Some(&token), &provider).await;
 }
 
 #[tokio::test]
@@ -64,26 +64,15 @@ async fn an_unsigned_token_is_unauthenticated() {
             .to_string(),
     );
     let token = format!("{header}.{payload}.");
-    let mut c = app.clients_with_token(Some(&token)).await;
-    assert_error(
-        c.tenancy.get_account(get(&provider.id)).await,
-        Code::Unauthenticated,
-    );
+    assert_unauthenticated(&app, Some(&token), &provider).await;
 }
 
 #[tokio::test]
 async fn a_token_from_another_issuer_is_unauthenticated() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
-    let token = sign(&json!({
-        "sub": "u", "account": provider.id, "roles": ["admin"],
-        "exp": now() + 60, "iss": "someone-else",
-    }));
-    let mut c = app.clients_with_token(Some(&token)).await;
-    assert_error(
-        c.tenancy.get_account(get(&provider.id)).await,
-        Code::Unauthenticated,
-    );
+    let token = sign(&admin_claims(&provider.id, now() + 60, "someone-else"));
+    assert_unauthenticated(&app, Some(&token), &provider).await;
 }
 
 #[tokio::test]
@@ -93,13 +82,9 @@ async fn a_token_without_an_account_or_role_is_unauthenticated() {
     for claims in [
         json!({"sub": "u", "roles": ["admin"], "exp": now() + 60, "iss": "numbering-tests"}),
         json!({"sub": "u", "account": provider.id, "roles": [], "exp": now() + 60, "iss": "numbering-tests"}),
-        json!({"sub": "u", "account": "not-a-uuid", "roles": ["admin"], "exp": now() + 60, "iss": "numbering-tests"}),
+        admin_claims("not-a-uuid", now() + 60, "numbering-tests"),
     ] {
-        let mut c = app.clients_with_token(Some(&sign(&claims))).await;
-        assert_error(
-            c.tenancy.get_account(get(&provider.id)).await,
-            Code::Unauthenticated,
-        );
+        assert_unauthenticated(&app, Some(&sign(&claims)), &provider).await;
     }
 }
 
@@ -107,13 +92,8 @@ async fn a_token_without_an_account_or_role_is_unauthenticated() {
 async fn a_valid_token_acts_for_its_account() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
-    let mut c = app.clients(As::Viewer(&provider.id)).await;
-    let got = c
-        .tenancy
-        .get_account(get(&provider.id))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut c = app.viewer(&provider).await;
+    let got = ok(c.tenancy.get_account(get_account(&provider.id)).await);
     assert_eq!(got.display_name, "Acme");
 }
 

@@ -1,9 +1,13 @@
+//! Import: a CSV of any size streams into a provider's pool; good rows are added, bad ones are
+//! reported by line, in one of three modes, with the server's memory bounded.
+
 use numbering_client::Clients;
 use numbering_client::v1 as pb;
 use pb::import_numbers_request::Part;
 use tonic::Code;
 
-use crate::helpers::{As, TestApp, assert_error, spawn_app, violated_fields};
+use crate::helpers::{assert_error, export_csv, ok, spawn_app, spawn_binary, violated_fields};
+use crate::requests::{delete_number, export, get_e164, inventory};
 
 fn options(owner: &pb::Account, mode: pb::ImportMode) -> pb::ImportNumbersRequest {
     pb::ImportNumbersRequest {
@@ -22,11 +26,16 @@ fn chunk(bytes: impl Into<Vec<u8>>) -> pb::ImportNumbersRequest {
     }
 }
 
-/// Sends the messages and answers the progress messages seen and the result.
-async fn import(
+/// Sends the messages (a list, or rows made as they are sent) and answers the progress
+/// messages seen and the result.
+async fn import<M>(
     c: &mut Clients,
-    messages: Vec<pb::ImportNumbersRequest>,
-) -> Result<(Vec<pb::ImportProgress>, pb::ImportResult), tonic::Status> {
+    messages: M,
+) -> Result<(Vec<pb::ImportProgress>, pb::ImportResult), tonic::Status>
+where
+    M: IntoIterator<Item = pb::ImportNumbersRequest>,
+    M::IntoIter: Send + 'static,
+{
     let mut answers = c
         .number_pool
         .import_numbers(futures::stream::iter(messages))
@@ -56,19 +65,6 @@ async fn import_csv(
     import(c, messages).await.unwrap().1
 }
 
-async fn live_e164s(app: &TestApp) -> Vec<String> {
-    app.sql
-        .query(
-            "SELECT e164 FROM numbers WHERE status <> 'deleted' ORDER BY e164",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 fn messy_csv(team: &pb::Account) -> String {
     format!(
         "e164,carrier,service_info,tags,labels,holder_id\n\
@@ -91,18 +87,8 @@ async fn best_effort_adds_the_good_rows_and_reports_each_bad_one_by_line() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
     let team = app.child(&provider, "Team").await;
-    let mut c = app.clients(As::Admin(&provider.id)).await;
-    c.number_pool
-        .add_number(pb::AddNumberRequest {
-            owner_id: provider.id.clone(),
-            number: Some(pb::Number {
-                e164: "+13035550105".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let mut c = app.admin(&provider).await;
+    app.add_number(&provider, "+13035550105").await;
     let result = import_csv(
         &mut c,
         &provider,
@@ -131,41 +117,23 @@ async fn best_effort_adds_the_good_rows_and_reports_each_bad_one_by_line() {
         (8, 2, 6)
     );
     assert_eq!(
-        live_e164s(&app).await,
+        app.live_numbers().await,
         ["+13035550100", "+13035550101", "+13035550105"]
     );
-    let get = |e: &str| pb::GetNumberRequest {
-        key: Some(pb::get_number_request::Key::E164(e.into())),
-    };
-    let first = c
-        .number_pool
-        .get_number(get("+13035550100"))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = ok(c.number_pool.get_number(get_e164("+13035550100")).await);
     assert_eq!(first.service_info, "Main line, lobby");
     assert_eq!(first.tags, ["sales", "vip"]);
     assert_eq!(first.labels["site"], "denver");
     assert_eq!(first.carrier, "Acme");
-    let second = c
-        .number_pool
-        .get_number(get("+13035550101"))
-        .await
-        .unwrap()
-        .into_inner();
+    let second = ok(c.number_pool.get_number(get_e164("+13035550101")).await);
     assert_eq!(second.holder_id, team.id);
-    let inventory = c
+    let totals = ok(c
         .number_pool
-        .get_inventory(pb::GetInventoryRequest {
-            account_id: provider.id.clone(),
-            include_subtree: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .totals
-        .unwrap();
-    assert_eq!((inventory.total, inventory.allocated_to_children), (3, 1));
+        .get_inventory(inventory(&provider.id, false))
+        .await)
+    .totals
+    .unwrap();
+    assert_eq!((totals.total, totals.allocated_to_children), (3, 1));
 }
 
 #[tokio::test]
@@ -173,12 +141,12 @@ async fn all_or_nothing_and_validate_only_add_nothing_when_a_row_is_bad() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
     let team = app.child(&provider, "Team").await;
-    let mut c = app.clients(As::Admin(&provider.id)).await;
+    let mut c = app.admin(&provider).await;
     for mode in [pb::ImportMode::AllOrNothing, pb::ImportMode::ValidateOnly] {
         let result = import_csv(&mut c, &provider, mode, &messy_csv(&team)).await;
         assert_eq!(result.rows_imported, 0);
         assert_eq!(result.rows_rejected, 5);
-        assert!(live_e164s(&app).await.is_empty());
+        assert!(app.live_numbers().await.is_empty());
     }
     let clean = "e164\n+13035550100\n+13035550101\n";
     let dry = import_csv(&mut c, &provider, pb::ImportMode::ValidateOnly, clean).await;
@@ -186,17 +154,17 @@ async fn all_or_nothing_and_validate_only_add_nothing_when_a_row_is_bad() {
         (dry.rows_read, dry.rows_imported, dry.rows_rejected),
         (2, 0, 0)
     );
-    assert!(live_e164s(&app).await.is_empty());
+    assert!(app.live_numbers().await.is_empty());
     let all = import_csv(&mut c, &provider, pb::ImportMode::AllOrNothing, clean).await;
     assert_eq!(all.rows_imported, 2);
-    assert_eq!(live_e164s(&app).await.len(), 2);
+    assert_eq!(app.live_numbers().await.len(), 2);
 }
 
 #[tokio::test]
 async fn a_bad_header_or_missing_options_refuses_the_whole_import() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
-    let mut c = app.clients(As::Admin(&provider.id)).await;
+    let mut c = app.admin(&provider).await;
     for csv in [
         "number,carrier\n+13035550100,x\n",
         "e164,colour\n+13035550100,red\n",
@@ -226,7 +194,7 @@ async fn a_bad_header_or_missing_options_refuses_the_whole_import() {
         violated_fields(&status),
         vec!["options.mode", "options.region"]
     );
-    assert!(live_e164s(&app).await.is_empty());
+    assert!(app.live_numbers().await.is_empty());
 }
 
 #[tokio::test]
@@ -234,7 +202,7 @@ async fn only_the_providers_admin_imports() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
     let team = app.child(&provider, "Team").await;
-    let mut sub = app.clients(As::Admin(&team.id)).await;
+    let mut sub = app.admin(&team).await;
     let csv = "e164\n+13035550100\n";
     assert_error(
         import(
@@ -244,14 +212,14 @@ async fn only_the_providers_admin_imports() {
         .await,
         Code::PermissionDenied,
     );
-    assert!(live_e164s(&app).await.is_empty());
+    assert!(app.live_numbers().await.is_empty());
 }
 
 #[tokio::test]
 async fn a_retried_import_returns_the_first_result() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
-    let mut c = app.clients(As::Admin(&provider.id)).await;
+    let mut c = app.admin(&provider).await;
     let with_id = |csv: &str| {
         let mut o = options(&provider, pb::ImportMode::BestEffort);
         if let Some(Part::Options(opts)) = &mut o.part {
@@ -274,61 +242,39 @@ async fn a_retried_import_returns_the_first_result() {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), vec!["request_id"]);
-    assert_eq!(live_e164s(&app).await, ["+13035550100"]);
+    assert_eq!(app.live_numbers().await, ["+13035550100"]);
 }
 
 #[tokio::test]
 async fn the_template_and_an_export_are_read_back_by_import() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
-    let mut c = app.clients(As::Admin(&provider.id)).await;
-    let template = c
+    let mut c = app.admin(&provider).await;
+    let template = ok(c
         .number_pool
         .get_import_template(pb::GetImportTemplateRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .csv;
+        .await)
+    .csv;
     let added = import_csv(&mut c, &provider, pb::ImportMode::AllOrNothing, &template).await;
     assert_eq!(added.rows_imported, 1);
-    let before = c
+    let before = ok(c
         .number_pool
         .list_numbers(pb::ListNumbersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .numbers;
+        .await)
+    .numbers;
 
-    let mut stream = c
-        .number_pool
-        .export_numbers(pb::ExportNumbersRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut exported = Vec::new();
-    while let Some(part) = stream.message().await.unwrap() {
-        exported.extend(part.chunk);
-    }
-    let exported = String::from_utf8(exported).unwrap();
+    let exported = export_csv(&mut c, export()).await;
     assert!(exported.starts_with("e164,region,"));
     for n in &before {
-        c.number_pool
-            .delete_number(pb::DeleteNumberRequest {
-                id: n.id.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        ok(c.number_pool.delete_number(delete_number(&n.id)).await);
     }
     let again = import_csv(&mut c, &provider, pb::ImportMode::AllOrNothing, &exported).await;
     assert_eq!(again.rows_imported, 1, "{again:?}");
-    let after = c
+    let after = ok(c
         .number_pool
         .list_numbers(pb::ListNumbersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .numbers;
+        .await)
+    .numbers;
     let attributes = |n: &pb::Number| {
         (
             n.e164.clone(),
@@ -361,7 +307,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn a_large_import_streams_in_bounded_memory_and_counts_every_row() {
     // The real binary in its own process, so its memory is measured alone.
-    let mut server = crate::helpers::spawn_binary(&[]).await;
+    let mut server = spawn_binary(&[]).await;
     let mut platform = server.clients.clone();
     let provider = server.provider("Big").await;
 
@@ -380,22 +326,7 @@ async fn a_large_import_streams_in_bounded_memory_and_counts_every_row() {
             }
             chunk(csv)
         }));
-    let mut answers = platform
-        .number_pool
-        .import_numbers(futures::stream::iter(messages))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut progress = 0;
-    let mut result = None;
-    while let Some(answer) = answers.message().await.unwrap() {
-        match answer.part {
-            Some(pb::import_numbers_response::Part::Progress(_)) => progress += 1,
-            Some(pb::import_numbers_response::Part::Result(r)) => result = Some(r),
-            None => {}
-        }
-    }
-    let result = result.unwrap();
+    let (progress, result) = import(&mut platform, messages).await.unwrap();
     let peak = peak_rss_kib(server.process.id());
     server.stop();
     assert_eq!(result.rows_read, ROWS as i64);
@@ -405,7 +336,7 @@ async fn a_large_import_streams_in_bounded_memory_and_counts_every_row() {
         "{:?}",
         result.rejected_rows.first()
     );
-    assert!(progress >= 1, "progress messages while it runs");
+    assert!(!progress.is_empty(), "progress messages while it runs");
     assert!(
         peak < 64 * 1024,
         "the server peaked at {peak} KiB for 100 MiB of CSV"
@@ -418,21 +349,8 @@ async fn rows_that_would_break_an_accounts_quota_are_rejected_together() {
     let provider = app.provider("Acme").await;
     let team = app.child(&provider, "Team").await;
     let sub_team = app.child(&team, "Sub-team").await;
-    let mut c = app.clients(As::Admin(&provider.id)).await;
-    c.tenancy
-        .update_account(pb::UpdateAccountRequest {
-            account: Some(pb::Account {
-                id: team.id.clone(),
-                max_numbers: Some(2),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["max_numbers".into()],
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let mut c = app.admin(&provider).await;
+    app.set_quota(&team, 2).await;
     let csv = format!(
         "e164,holder_id\n+13035550100,{s}\n+13035550101,{s}\n+13035550102,{s}\n+13035550103,\n",
         s = sub_team.id
@@ -451,7 +369,7 @@ async fn rows_that_would_break_an_accounts_quota_are_rejected_together() {
             (4, "QUOTA_EXCEEDED")
         ]
     );
-    assert_eq!(live_e164s(&app).await, ["+13035550103"]);
+    assert_eq!(app.live_numbers().await, ["+13035550103"]);
     let fits = format!(
         "e164,holder_id\n+13035550104,{s}\n+13035550105,{s}\n",
         s = sub_team.id

@@ -7,5 +7,6 @@ mod helpers;
 mod import;
 mod metrics;
 mod number_pool;
+mod requests;
 mod tenancy;
 mod tls;

@@ -1,8 +1,10 @@
-//! The metrics port: calls counted by method and code, and a label set no caller can grow.
+//! Metrics: the binary counts every call by method and code, and its latency and pool, on a
+//! Prometheus port of its own, with a label set no caller can grow.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{free_port, spawn_binary};
+use crate::requests::get_account;
 
 async fn scrape(port: u16) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -26,9 +28,7 @@ async fn calls_are_counted_by_method_and_code_on_the_metrics_port() {
     let _ = server
         .clients
         .tenancy
-        .get_account(numbering_client::v1::GetAccountRequest {
-            id: "not-a-uuid".into(),
-        })
+        .get_account(get_account("not-a-uuid"))
         .await;
     let body = scrape(port).await;
     server.stop();

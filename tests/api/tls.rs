@@ -1,12 +1,12 @@
-use std::time::Duration;
+//! TLS: with a certificate the services speak only TLS, and health answers in plain text on a
+//! port of its own, for probes that carry no certificate.
 
 use numbering::auth::Authenticator;
 use numbering::server::{Settings, Tls, serve};
-use numbering_client::v1 as pb;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::fresh_database;
+use crate::helpers::{fresh_database, ok, settings, wait_serving};
+use crate::requests::{create_account, get_account};
 
 const CA: &[u8] = include_bytes!("../fixtures/tls-test-ca.pem");
 const CERT: &[u8] = include_bytes!("../fixtures/tls-test-cert.pem");
@@ -27,37 +27,12 @@ async fn with_tls_the_services_speak_tls_and_health_answers_in_plain_text_on_its
             key_pem: KEY.to_vec(),
             health_listener,
         }),
-        auth: Authenticator::disabled(),
-        page_tokens: numbering::paging::PageTokens::random(),
-        health_interval: Duration::from_millis(50),
-        sweep_interval: Duration::from_secs(60),
+        ..settings(Authenticator::disabled())
     };
     tokio::spawn(serve(listener, db, settings, std::future::pending()));
 
     // Health, in plain text on its own port, turns SERVING once the database is migrated.
-    let plain = Endpoint::from_shared(format!("http://{health_addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(plain);
-    let mut serving = false;
-    for _ in 0..100 {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        if status == ServingStatus::Serving as i32 {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(serving);
+    wait_serving(&format!("http://{health_addr}")).await;
 
     // The services answer over TLS to a client that trusts the certificate...
     let tls = ClientTlsConfig::new()
@@ -71,18 +46,10 @@ async fn with_tls_the_services_speak_tls_and_health_answers_in_plain_text_on_its
         .await
         .unwrap();
     let mut clients = numbering_client::with_channel(channel, None).unwrap();
-    let created = clients
+    let created = ok(clients
         .tenancy
-        .create_account(pb::CreateAccountRequest {
-            account: Some(pb::Account {
-                display_name: "Over TLS".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        .create_account(create_account("", "Over TLS"))
+        .await);
     assert_eq!(created.display_name, "Over TLS");
 
     // ...and not in plain text.
@@ -91,7 +58,7 @@ async fn with_tls_the_services_speak_tls_and_health_answers_in_plain_text_on_its
         .unwrap();
     let refused = plain_clients
         .tenancy
-        .get_account(pb::GetAccountRequest { id: created.id })
+        .get_account(get_account(&created.id))
         .await;
     assert!(refused.is_err());
 }

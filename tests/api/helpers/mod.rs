@@ -1,5 +1,13 @@
 //! The test harness: one private PostgreSQL cluster per test run, a migrated template database,
 //! and per test a fresh database cloned from it and a real server on 127.0.0.1:0.
+//!
+//! [`seed`] sets the scene through the API; [`inspect`] reads what the API does not show.
+
+mod inspect;
+mod seed;
+
+pub use inspect::Snapshot;
+pub use seed::{Tree, e164s};
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -15,7 +23,10 @@ use numbering_client::Clients;
 use numbering_client::v1 as pb;
 use tokio::sync::oneshot;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
+
+use crate::requests;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
@@ -98,7 +109,10 @@ pub async fn fresh_database() -> tokio_postgres::Config {
 /// A running server on its own database.
 pub struct TestApp {
     pub endpoint: String,
+    /// The test's own connection to the server's database, to read what the API does not show.
     pub sql: tokio_postgres::Client,
+    /// Clients acting as the platform, which may do anything: the scene's stagehand.
+    platform: Clients,
     _stop: oneshot::Sender<()>,
 }
 
@@ -157,21 +171,25 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(config, auth).await
 }
 
-pub async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> TestApp {
+/// The server's settings in tests: no TLS, and its background work (health, sweeper) often.
+pub fn settings(auth: Authenticator) -> Settings {
+    Settings {
+        tls: None,
+        auth,
+        page_tokens: PageTokens::random(),
+        health_interval: Duration::from_millis(50),
+        sweep_interval: Duration::from_millis(100),
+    }
+}
+
+async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> TestApp {
     let db = Db::new(config.clone(), 8).expect("pool");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
-    let settings = Settings {
-        tls: None,
-        auth,
-        page_tokens: PageTokens::random(),
-        health_interval: Duration::from_millis(100),
-        sweep_interval: Duration::from_millis(100),
-    };
-    tokio::spawn(serve(listener, db, settings, async move {
+    tokio::spawn(serve(listener, db, settings(auth), async move {
         let _ = stopped.await;
     }));
     let (sql, conn) = config
@@ -179,42 +197,55 @@ pub async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> 
         .await
         .expect("connect");
     tokio::spawn(conn);
-    let app = TestApp {
+    wait_serving(&endpoint).await;
+    let platform = connect_as(&endpoint, Some(&token(As::Platform))).await;
+    TestApp {
         endpoint,
         sql,
+        platform,
         _stop: stop,
+    }
+}
+
+/// The health status the server at `endpoint` answers for `service` ("" for the whole server),
+/// or -1 when it does not answer.
+pub async fn health(endpoint: &str, service: &str) -> i32 {
+    let Ok(channel) = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .expect("endpoint")
+        .connect()
+        .await
+    else {
+        return -1;
     };
-    app.wait_serving().await;
-    app
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+        .unwrap_or(-1)
+}
+
+/// Waits until the server at `endpoint` is SERVING: its database migrated.
+pub async fn wait_serving(endpoint: &str) {
+    for _ in 0..100 {
+        if health(endpoint, "").await == ServingStatus::Serving as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server never became SERVING");
+}
+
+async fn connect_as(endpoint: &str, token: Option<&str>) -> Clients {
+    numbering_client::connect(endpoint.to_string(), token)
+        .await
+        .expect("connect")
 }
 
 impl TestApp {
     pub async fn health(&self) -> i32 {
-        let channel = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .map(|r| r.into_inner().status)
-            .unwrap_or(-1)
-    }
-
-    async fn wait_serving(&self) {
-        for _ in 0..100 {
-            if self.health().await
-                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server never became SERVING");
+        health(&self.endpoint, "").await
     }
 
     /// Clients whose calls carry a token for `who`.
@@ -223,61 +254,46 @@ impl TestApp {
     }
 
     pub async fn clients_with_token(&self, token: Option<&str>) -> Clients {
-        numbering_client::connect(self.endpoint.clone(), token)
-            .await
-            .expect("connect")
+        connect_as(&self.endpoint, token).await
     }
 
-    /// Creates a provider as the platform.
-    pub async fn provider(&self, name: &str) -> pb::Account {
-        let mut c = self.clients(As::Platform).await;
-        c.tenancy
-            .create_account(pb::CreateAccountRequest {
-                account: Some(pb::Account {
-                    display_name: name.into(),
-                    kind: "provider".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("create provider")
-            .into_inner()
+    /// Clients of the platform, the operator of the whole service.
+    pub fn platform(&self) -> Clients {
+        self.platform.clone()
     }
 
-    /// Creates a child of `parent` as the platform.
-    pub async fn child(&self, parent: &pb::Account, name: &str) -> pb::Account {
-        let mut c = self.clients(As::Platform).await;
-        c.tenancy
-            .create_account(pb::CreateAccountRequest {
-                account: Some(pb::Account {
-                    parent_id: parent.id.clone(),
-                    display_name: name.into(),
-                    kind: "customer".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("create child")
-            .into_inner()
+    /// Clients of an admin of `account`.
+    pub async fn admin(&self, account: &pb::Account) -> Clients {
+        self.clients(As::Admin(&account.id)).await
+    }
+
+    /// Clients of an operator of `account`: day-to-day changes of single numbers.
+    pub async fn operator(&self, account: &pb::Account) -> Clients {
+        self.clients(As::Operator(&account.id)).await
+    }
+
+    /// Clients of a viewer of `account`: reads only.
+    pub async fn viewer(&self, account: &pb::Account) -> Clients {
+        self.clients(As::Viewer(&account.id)).await
     }
 }
 
-/// A provider with two children, `a` and `b`, and a grandchild `a1` under `a`.
-pub struct Tree {
-    pub provider: pb::Account,
-    pub a: pb::Account,
-    pub b: pb::Account,
-    pub a1: pb::Account,
+/// The answer of a call that must succeed.
+pub fn ok<T>(result: Result<tonic::Response<T>, tonic::Status>) -> T {
+    match result {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => panic!("the call should have succeeded: {status:?}"),
+    }
 }
 
-pub async fn tree(app: &TestApp) -> Tree {
-    let provider = app.provider("Acme").await;
-    let a = app.child(&provider, "Team A").await;
-    let b = app.child(&provider, "Team B").await;
-    let a1 = app.child(&a, "Team A1").await;
-    Tree { provider, a, b, a1 }
+/// The whole CSV an export streams.
+pub async fn export_csv(c: &mut Clients, request: pb::ExportNumbersRequest) -> String {
+    let mut stream = ok(c.number_pool.export_numbers(request).await);
+    let mut bytes = Vec::new();
+    while let Some(part) = stream.message().await.expect("the export streams") {
+        bytes.extend(part.chunk);
+    }
+    String::from_utf8(bytes).expect("the export is UTF-8")
 }
 
 /// The ErrorInfo reason of a failed call, after checking its code.
@@ -331,13 +347,7 @@ impl BinaryServer {
             let created = self
                 .clients
                 .tenancy
-                .create_account(pb::CreateAccountRequest {
-                    account: Some(pb::Account {
-                        display_name: name.into(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
+                .create_account(requests::create_account("", name))
                 .await;
             if let Ok(p) = created {
                 return p.into_inner();

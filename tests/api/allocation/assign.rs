@@ -1,0 +1,124 @@
+//! Assign, reassign, unassign: a number goes into use by an agent, user or service of its
+//! holder's subtree, and comes out of use again, without leaving its holder.
+
+use numbering_client::v1 as pb;
+
+use super::{assert_refused, stocked};
+use crate::helpers::ok;
+use crate::requests::{agent, assign, reassign, unassign};
+
+#[tokio::test]
+async fn assign_from_the_parent_pool_to_an_agent_in_a_sub_team_allocates_it_down() {
+    let (app, t, numbers, _) = stocked(3).await;
+    // The agency flow: the parent's operator picks a number from its pool and an agent of a
+    // sub-team.
+    let mut operator = app.operator(&t.provider).await;
+    let n = ok(operator
+        .allocation
+        .assign_number(assign(&numbers[0], agent("42", Some(&t.a1))))
+        .await);
+    assert_eq!(n.holder_id, t.a1.id);
+    assert_eq!(n.owner_id, t.provider.id);
+    assert_eq!(n.status, pb::NumberStatus::Assigned as i32);
+    let assignee = n.assignee.unwrap();
+    assert_eq!(assignee.id, "42");
+    assert_eq!(assignee.account_id, t.a1.id);
+    assert_eq!(app.operations(&numbers[0]).await, ["add", "assign"]);
+    assert_eq!(app.held(&t.a1, "assigned").await, 1);
+}
+
+#[tokio::test]
+async fn unassign_and_reassign_keep_the_number_in_its_holder() {
+    let (app, t, numbers, _) = stocked(2).await;
+    app.allocate_named(&t.provider, &t.a, &[&numbers[0]]).await;
+    let mut operator = app.operator(&t.a).await;
+    ok(operator
+        .allocation
+        .assign_number(assign(&numbers[0], agent("1", None)))
+        .await);
+    let moved = ok(operator
+        .allocation
+        .reassign_number(reassign(&numbers[0], agent("2", None)))
+        .await);
+    assert_eq!(moved.assignee.unwrap().id, "2");
+    assert_eq!(moved.holder_id, t.a.id);
+    let free = ok(operator
+        .allocation
+        .unassign_number(unassign(&numbers[0]))
+        .await);
+    assert_eq!(free.status, pb::NumberStatus::Available as i32);
+    assert_eq!(free.assignee, None);
+    assert_eq!(free.holder_id, t.a.id);
+    assert_eq!(
+        app.operations(&numbers[0]).await,
+        ["add", "allocate", "assign", "reassign", "unassign"]
+    );
+}
+
+#[tokio::test]
+async fn an_assigned_number_cannot_be_assigned_again() {
+    let (app, _, numbers, mut admin) = stocked(1).await;
+    app.assign(&numbers[0], agent("1", None)).await;
+    let before = app.snapshot().await;
+    let refused = admin
+        .allocation
+        .assign_number(assign(&numbers[0], agent("2", None)))
+        .await;
+    assert_refused(&app, &before, refused, "NUMBER_ASSIGNED").await;
+}
+
+#[tokio::test]
+async fn unassigning_or_reassigning_a_number_that_is_not_assigned_is_refused() {
+    let (app, _, numbers, mut admin) = stocked(1).await;
+    let before = app.snapshot().await;
+    let refused = admin
+        .allocation
+        .unassign_number(unassign(&numbers[0]))
+        .await;
+    assert_refused(&app, &before, refused, "NUMBER_NOT_ASSIGNED").await;
+    let refused = admin
+        .allocation
+        .reassign_number(reassign(&numbers[0], agent("2", None)))
+        .await;
+    assert_refused(&app, &before, refused, "NUMBER_NOT_ASSIGNED").await;
+}
+
+#[tokio::test]
+async fn an_assignee_outside_the_holders_subtree_is_refused() {
+    let (app, t, numbers, mut admin) = stocked(1).await;
+    app.allocate_named(&t.provider, &t.a, &[&numbers[0]]).await;
+    let before = app.snapshot().await;
+    for account in [&t.b, &t.provider] {
+        let refused = admin
+            .allocation
+            .assign_number(assign(&numbers[0], agent("9", Some(account))))
+            .await;
+        assert_refused(&app, &before, refused, "ASSIGNEE_ACCOUNT_OUTSIDE_HOLDER").await;
+    }
+}
+
+#[tokio::test]
+async fn a_reserved_number_is_assigned_only_to_whom_it_is_reserved_for_unless_overridden() {
+    let (app, _, numbers, mut admin) = stocked(2).await;
+    for n in &numbers {
+        app.reserve(n, "agent:7").await;
+    }
+    let before = app.snapshot().await;
+    let refused = admin
+        .allocation
+        .assign_number(assign(&numbers[0], agent("8", None)))
+        .await;
+    assert_refused(&app, &before, refused, "NUMBER_RESERVED_FOR_ANOTHER").await;
+    let mine = ok(admin
+        .allocation
+        .assign_number(assign(&numbers[0], agent("7", None)))
+        .await);
+    assert_eq!(mine.status, pb::NumberStatus::Assigned as i32);
+    assert_eq!(mine.reservation, None);
+    let overriding = pb::AssignNumberRequest {
+        override_reservation: true,
+        ..assign(&numbers[1], agent("8", None))
+    };
+    let overridden = ok(admin.allocation.assign_number(overriding).await);
+    assert_eq!(overridden.assignee.unwrap().id, "8");
+}

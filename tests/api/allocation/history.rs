@@ -1,0 +1,133 @@
+//! History: every change of a number is an event; its events page in order, the state at any
+//! time is answered, and each account sees only the part of the history it held the number in.
+
+use numbering_client::v1 as pb;
+use pb::NumberOperation as Op;
+use tonic::Code;
+
+use super::stocked;
+use crate::helpers::{assert_error, ok, violated_fields};
+use crate::requests::{
+    a_day_ago, agent, assign, events, events_page, named, state_at, unassign, withdraw,
+};
+
+#[tokio::test]
+async fn history_lists_every_event_in_pages_and_answers_the_state_at_a_time() {
+    let (app, t, numbers, mut admin) = stocked(2).await;
+    let n = &numbers[0];
+    app.allocate_named(&t.provider, &t.a, &[n]).await;
+    ok(admin
+        .allocation
+        .assign_number(assign(n, agent("7", Some(&t.a1))))
+        .await);
+    ok(admin.allocation.unassign_number(unassign(n)).await);
+    let mut viewer = app.viewer(&t.provider).await;
+    let mut events = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = ok(viewer
+            .allocation
+            .list_number_events(events_page(n, 2, &token))
+            .await);
+        assert!(page.events.len() <= 2);
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let ops: Vec<i32> = events.iter().map(|e| e.operation).collect();
+    assert_eq!(
+        ops,
+        [
+            Op::Add as i32,
+            Op::Allocate as i32,
+            Op::Assign as i32,
+            Op::Unassign as i32
+        ]
+    );
+    let assign = &events[2];
+    assert_eq!(assign.actor, format!("test:{}", t.provider.id));
+    assert_eq!(assign.actor_account_id, t.provider.id);
+    assert_eq!(assign.before.as_ref().unwrap().holder_id, t.a.id);
+    assert_eq!(assign.after.as_ref().unwrap().holder_id, t.a1.id);
+    assert_eq!(
+        assign.after.as_ref().unwrap().assignee.as_ref().unwrap().id,
+        "7"
+    );
+    assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    // A page token is bound to its number.
+    let first = ok(viewer
+        .allocation
+        .list_number_events(events_page(n, 1, ""))
+        .await);
+    let other_number = events_page(&numbers[1], 1, &first.next_page_token);
+    let status = assert_error(
+        viewer.allocation.list_number_events(other_number).await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["page_token"]);
+
+    // Who held it, and who had it, at the time of the assignment.
+    let at = ok(viewer
+        .allocation
+        .get_number_state_at(state_at(n, assign.time))
+        .await);
+    let state = at.state.unwrap();
+    assert_eq!(state.holder_id, t.a1.id);
+    assert_eq!(state.status, pb::NumberStatus::Assigned as i32);
+    assert_eq!(state.assignee.unwrap().id, "7");
+    assert_eq!(at.event.unwrap().sequence, assign.sequence);
+    // Before its first event the number was not in the inventory.
+    assert_error(
+        app.platform()
+            .allocation
+            .get_number_state_at(state_at(n, a_day_ago()))
+            .await,
+        Code::NotFound,
+    );
+}
+
+#[tokio::test]
+async fn a_sub_account_sees_only_its_part_of_a_numbers_history_and_a_sibling_nothing() {
+    let (app, t, numbers, mut admin) = stocked(1).await;
+    let n = &numbers[0];
+    // The number spends time in B, assigned to B's agent, then goes to A.
+    app.assign(n, agent("b-secret", Some(&t.b))).await;
+    ok(admin.allocation.unassign_number(unassign(n)).await);
+    ok(admin
+        .allocation
+        .withdraw_numbers(withdraw(&t.b, named(&[n])))
+        .await);
+    app.allocate_named(&t.provider, &t.a, &[n]).await;
+    let mut a_viewer = app.viewer(&t.a).await;
+    let seen = ok(a_viewer.allocation.list_number_events(events(n)).await).events;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].operation, Op::Allocate as i32);
+    let all = ok(admin.allocation.list_number_events(events(n)).await).events;
+    assert_eq!(all.len(), 5);
+    // B held it once, but holds it no more: it sees nothing, as if it did not exist.
+    let mut b_viewer = app.viewer(&t.b).await;
+    assert_error(
+        b_viewer.allocation.list_number_events(events(n)).await,
+        Code::PermissionDenied,
+    );
+    // What stood at a time outside one's scope is refused; inside it, answered.
+    let in_b_since = all
+        .iter()
+        .find(|e| e.operation == Op::Assign as i32)
+        .unwrap()
+        .time;
+    assert_error(
+        a_viewer
+            .allocation
+            .get_number_state_at(state_at(n, in_b_since))
+            .await,
+        Code::PermissionDenied,
+    );
+    let in_b = ok(b_viewer
+        .allocation
+        .get_number_state_at(state_at(n, in_b_since))
+        .await);
+    assert_eq!(in_b.state.unwrap().holder_id, t.b.id);
+}
