@@ -120,11 +120,15 @@ impl<'a> Recording<'a> {
             let since = bytes
                 .get(usize::try_from(self.offset)?..)
                 .unwrap_or_default();
-            let entries = parse_log(since)?;
-            if entries.iter().any(|e| e.text.contains(MARK)) {
-                return Ok(entries);
+            // The logger may be halfway through a record: read again until the mark is in.
+            let read = parse_log(since);
+            if let Ok(entries) = &read
+                && entries.iter().any(|e| e.text.contains(MARK))
+            {
+                return read;
             }
             if Instant::now() > deadline {
+                read?;
                 return Err(
                     format!("{} never logged the capture's end", self.log.display()).into(),
                 );
@@ -346,10 +350,20 @@ impl Captured {
                     tracked.remove(found)
                 }
             };
+            let types = types(sql, &logged.text).await?;
+            if types.len() != values[i].len() {
+                return Err(format!(
+                    "{} parameters logged, {} prepared: {}",
+                    values[i].len(),
+                    types.len(),
+                    squeeze(&logged.text)
+                )
+                .into());
+            }
             statements.push(Statement {
                 text: logged.text.clone(),
                 tracked: counted,
-                types: types(sql, &logged.text).await?,
+                types,
                 values: values[i].clone(),
                 picks: false,
             });
@@ -381,8 +395,9 @@ impl Captured {
         }
         for s in &self.statements {
             let text = bind(&s.text, |n| {
-                let (ty, element) = &s.types[n - 1];
-                render(&s.values[n - 1], ty, element.as_deref())
+                let i = n.checked_sub(1)?;
+                let (ty, element) = s.types.get(i)?;
+                Some(render(s.values.get(i)?, ty, element.as_deref()))
             });
             let text = text.trim_end().trim_end_matches(';');
             if s.picks {
@@ -635,8 +650,9 @@ fn choose_pick(statements: &mut [Statement]) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `text` with each `$n` outside quotes replaced by `value(n)`.
-fn bind(text: &str, value: impl Fn(usize) -> String) -> String {
+/// `text` with each `$n` outside quotes replaced by `value(n)` (left as it is without one, for
+/// pgbench to refuse).
+fn bind(text: &str, value: impl Fn(usize) -> Option<String>) -> String {
     let mut out = String::new();
     let mut chars = text.chars().peekable();
     let mut quoted = false;
@@ -649,7 +665,10 @@ fn bind(text: &str, value: impl Fn(usize) -> String) -> String {
             while let Some(d) = chars.next_if(char::is_ascii_digit) {
                 n.push(d);
             }
-            out.push_str(&value(n.parse().unwrap_or(0)));
+            match n.parse().ok().and_then(&value) {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(&format!("${n}")),
+            }
         } else {
             out.push(c);
         }

@@ -6,7 +6,9 @@ use numbering_client::v1 as pb;
 use pb::import_numbers_request::Part;
 use tonic::Code;
 
-use crate::helpers::{assert_error, export_csv, ok, spawn_app, spawn_binary, violated_fields};
+use crate::helpers::{
+    assert_error, assert_invalid, export_csv, ok, spawn_app, spawn_binary, violated_fields,
+};
 use crate::requests::{delete_number, export, get_e164, inventory};
 
 fn options(owner: &pb::Account, mode: pb::ImportMode) -> pb::ImportNumbersRequest {
@@ -180,11 +182,10 @@ async fn a_bad_header_or_missing_options_refuses_the_whole_import() {
         );
         assert_eq!(violated_fields(&status), vec!["csv"], "{csv}");
     }
-    let status = assert_error(
+    assert_invalid(
         import(&mut c, vec![chunk("e164\n+13035550100\n")]).await,
-        Code::InvalidArgument,
+        &["options"],
     );
-    assert_eq!(violated_fields(&status), vec!["options"]);
     let mut no_mode = options(&provider, pb::ImportMode::Unspecified);
     if let Some(Part::Options(o)) = &mut no_mode.part {
         o.region = "ZZ".into();
@@ -237,11 +238,10 @@ async fn a_retried_import_returns_the_first_result() {
         .1;
     assert_eq!(first, retry);
     assert_eq!(retry.rows_imported, 1);
-    let status = assert_error(
+    assert_invalid(
         import(&mut c, with_id("e164\n+13035550101\n")).await,
-        Code::InvalidArgument,
+        &["request_id"],
     );
-    assert_eq!(violated_fields(&status), vec!["request_id"]);
     assert_eq!(app.live_numbers().await, ["+13035550100"]);
 }
 

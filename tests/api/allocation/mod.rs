@@ -20,9 +20,8 @@ mod transfer;
 mod withdraw;
 
 use numbering_client::Clients;
-use tonic::Code;
 
-use crate::helpers::{Snapshot, TestApp, Tree, assert_error, spawn_app, violated_preconditions};
+use crate::helpers::{Snapshot, TestApp, Tree, assert_violates, spawn_app};
 
 /// A tree with `n` numbers in the provider's pool, and the clients of the provider's admin.
 async fn stocked(n: u64) -> (TestApp, Tree, Vec<String>, Clients) {
@@ -41,8 +40,7 @@ async fn assert_refused<T: std::fmt::Debug>(
     result: Result<T, tonic::Status>,
     kind: &str,
 ) -> tonic::Status {
-    let status = assert_error(result, Code::FailedPrecondition);
-    assert_eq!(violated_preconditions(&status), vec![kind.to_string()]);
+    let status = assert_violates(result, kind);
     assert_eq!(
         &app.snapshot().await,
         before,

@@ -333,6 +333,22 @@ pub fn violated_preconditions(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Checks that a call was refused as INVALID_ARGUMENT naming exactly `fields`, in order.
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, fields: &[&str]) {
+    let status = assert_error(result, Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), fields);
+}
+
+/// Checks that a call was refused as FAILED_PRECONDITION by the one rule `kind`.
+pub fn assert_violates<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    kind: &str,
+) -> tonic::Status {
+    let status = assert_error(result, Code::FailedPrecondition);
+    assert_eq!(violated_preconditions(&status), [kind]);
+    status
+}
+
 /// The real `numbering` binary serving a fresh database, in its own process.
 pub struct BinaryServer {
     pub process: std::process::Child,
