@@ -36,8 +36,9 @@ pub struct EmbeddedPostgres {
 }
 
 /// The directory holding PostgreSQL's programs: beside `initdb` on PATH, else the newest
-/// version under /usr/lib/postgresql (Debian puts them there, off PATH).
-fn bin_dir() -> Result<PathBuf, EmbeddedError> {
+/// version under /usr/lib/postgresql (Debian puts them there, off PATH). The benches find
+/// `psql` and `pgbench` here too, so they run the same installation as the cluster.
+pub fn bin_dir() -> Result<PathBuf, EmbeddedError> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());

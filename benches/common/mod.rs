@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -71,32 +71,6 @@ pub async fn connect(
     Ok(client)
 }
 
-/// The directory of PostgreSQL's programs, found as the server finds it: beside `initdb` on
-/// PATH, else where `pg_config --bindir` says, else the newest /usr/lib/postgresql/*/bin.
-pub fn pg_bin_dir() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("initdb"))
-        .find(|initdb| initdb.is_file())
-        .and_then(|initdb| std::fs::canonicalize(initdb).ok())
-        .and_then(|initdb| initdb.parent().map(Path::to_path_buf));
-    on_path.or_else(|| pg_config("--bindir")).or_else(|| {
-        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-                let bin = e.path().join("bin");
-                bin.join("initdb").is_file().then_some((v, bin))
-            })
-            .collect();
-        versions.sort();
-        versions.pop().map(|(_, bin)| bin)
-    })
-}
-
 fn pg_config(arg: &str) -> Option<PathBuf> {
     let out = Command::new("pg_config").arg(arg).output().ok()?;
     let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
@@ -105,7 +79,8 @@ fn pg_config(arg: &str) -> Option<PathBuf> {
 
 /// A PostgreSQL program (`psql`, `pgbench`) of the same installation as the cluster's server.
 pub fn pg_program(name: &str) -> PathBuf {
-    pg_bin_dir()
+    numbering::embedded::bin_dir()
+        .ok()
         .map(|d| d.join(name))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from(name))
@@ -113,7 +88,9 @@ pub fn pg_program(name: &str) -> PathBuf {
 
 /// Whether the installation has the pg_stat_statements module, to preload in the cluster.
 pub fn has_pg_stat_statements() -> bool {
-    let beside = pg_bin_dir().and_then(|b| b.parent().map(|p| p.join("lib")));
+    let beside = numbering::embedded::bin_dir()
+        .ok()
+        .and_then(|b| b.parent().map(|p| p.join("lib")));
     [beside, pg_config("--pkglibdir")]
         .into_iter()
         .flatten()

@@ -47,6 +47,28 @@ pub async fn list(
     store::list(db, &filter(parent), after, limit).await
 }
 
+/// The account a change is about, locked, in the caller's admin scope (`reach`), at the
+/// version the caller saw if it sent an etag.
+async fn to_change(
+    tx: &Tx<'_>,
+    caller: &Caller,
+    id: Uuid,
+    reach: Reach,
+    etag: &str,
+) -> Result<Account> {
+    let account = scoped_account(
+        tx,
+        &caller.principal,
+        id,
+        Role::Admin,
+        reach,
+        Lock::ForUpdate,
+    )
+    .await?;
+    check_etag(etag, account.version, "account", &id.to_string())?;
+    Ok(account)
+}
+
 /// UpdateAccount: the fields the mask names. The quota is the parent's call, not the
 /// account's own.
 pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateAccount) -> Result<Account> {
@@ -55,16 +77,7 @@ pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateAccount) -> Result<Ac
     } else {
         Reach::OwnOrBelow
     };
-    let current = scoped_account(
-        tx,
-        &caller.principal,
-        c.id,
-        Role::Admin,
-        reach,
-        Lock::ForUpdate,
-    )
-    .await?;
-    check_etag(&c.etag, current.version, "account", &c.id.to_string())?;
+    let current = to_change(tx, caller, c.id, reach, &c.etag).await?;
     let mut fields = current.fields.clone();
     fields.merge(&c.incoming, &c.paths, current.parent_id.is_none())?;
     store::update(tx, c.id, &fields).await
@@ -73,16 +86,7 @@ pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateAccount) -> Result<Ac
 /// Suspend or resume: the parent's call. Asking for the state the account is in already
 /// answers it as it is.
 pub async fn change_state(tx: &Tx<'_>, caller: &Caller, c: ChangeAccountState) -> Result<Account> {
-    let account = scoped_account(
-        tx,
-        &caller.principal,
-        c.id,
-        Role::Admin,
-        Reach::Below,
-        Lock::ForUpdate,
-    )
-    .await?;
-    check_etag(&c.etag, account.version, "account", &c.id.to_string())?;
+    let account = to_change(tx, caller, c.id, Reach::Below, &c.etag).await?;
     if account.state == c.to {
         return Ok(account);
     }
@@ -94,16 +98,7 @@ pub async fn change_state(tx: &Tx<'_>, caller: &Caller, c: ChangeAccountState) -
 
 /// Delete: the parent's call, only when the account has no children and holds no numbers.
 pub async fn delete(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()> {
-    let account = scoped_account(
-        tx,
-        &caller.principal,
-        c.id,
-        Role::Admin,
-        Reach::Below,
-        Lock::ForUpdate,
-    )
-    .await?;
-    check_etag(&c.etag, account.version, "account", &c.id.to_string())?;
+    to_change(tx, caller, c.id, Reach::Below, &c.etag).await?;
     let children = store::count_children(tx, c.id).await?;
     let numbers = store::count_numbers_held(tx, c.id).await?;
     account::require_empty(c.id, children, numbers)?;

@@ -207,3 +207,17 @@ impl<'a> Page<'a> {
         (rows, token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use numbering_client::v1 as pb;
+
+    use super::Mutating;
+
+    #[test]
+    fn a_mutation_is_named_after_its_request_type() {
+        assert_eq!(pb::AllocateNumbersRequest::method(), "AllocateNumbers");
+        assert_eq!(pb::BatchAddNumbersRequest::method(), "BatchAddNumbers");
+        assert_eq!(pb::DeleteAccountRequest::method(), "DeleteAccount");
+    }
+}
