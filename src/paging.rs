@@ -111,4 +111,37 @@ mod tests {
         assert!(PageTokens::random().decode::<(i32, i64)>(&t, b"f").is_err());
         assert!(tokens.decode::<(i32, i64)>("%%%", b"f").is_err());
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5000))]
+
+            /// Any string as a page token, or a real token damaged anywhere: refused as
+            /// INVALID_ARGUMENT on `page_token`, never a panic, never a cursor.
+            #[test]
+            fn a_forged_or_damaged_token_is_refused(
+                junk in prop_oneof![any::<String>(), "[A-Za-z0-9_-]{0,200}"],
+                at in any::<prop::sample::Index>(),
+                bit in 0u8..8,
+            ) {
+                let tokens = PageTokens::new(b"key".to_vec());
+                let refused = |r: Result<Option<(i32, String)>>| match r {
+                    Err(Error::InvalidArgument(v)) => v.len() == 1 && v[0].field == "page_token",
+                    _ => false,
+                };
+                if !junk.is_empty() {
+                    prop_assert!(refused(tokens.decode(&junk, b"f")), "{:?}", junk);
+                }
+                let real = tokens.encode(b"f", &(7, "x".to_string()));
+                let mut bytes = URL_SAFE_NO_PAD.decode(&real).unwrap();
+                let i = at.index(bytes.len());
+                bytes[i] ^= 1 << bit;
+                prop_assert!(refused(tokens.decode(&URL_SAFE_NO_PAD.encode(&bytes), b"f")));
+            }
+        }
+    }
 }

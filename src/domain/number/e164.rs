@@ -82,7 +82,8 @@ impl E164 {
                 "only digits, a leading +, spaces, dashes, dots, parentheses, slashes and vanity letters (three or more)",
             ));
         };
-        if !as_written(&number, &written, &e164[1..], &nsn) {
+        let plus = text.starts_with(['+', '\u{FF0B}']);
+        if !as_written(&number, plus, &written, &e164[1..], &nsn) {
             return Err(Error::invalid(
                 field,
                 "libphonenumber reads other digits than those written (it would add or drop some): write + and the country code, then the national number without its national prefix",
@@ -137,19 +138,26 @@ fn cut(s: &str) -> &str {
 
 /// Whether the number parsed is made of the digits written (`written`, as
 /// [`written_digits`] reads them): all of them for international input, `+` or an
-/// international prefix (IDD) aside; for national input, none added to them.
-fn as_written(number: &PhoneNumber, written: &str, e164_digits: &str, nsn: &str) -> bool {
+/// international prefix (IDD) aside; for national input, none added to them. After a `+`
+/// every digit is the number's (`+00 1 303…` is not `+1 303…`: E.164 has no leading zero).
+fn as_written(
+    number: &PhoneNumber,
+    plus: bool,
+    written: &str,
+    e164_digits: &str,
+    nsn: &str,
+) -> bool {
     match number.country_code_source() {
         CountryCodeSource::FromNumberWithPlusSign => written == e164_digits,
         CountryCodeSource::FromNumberWithIdd => {
-            written.len() > e164_digits.len() && written.ends_with(e164_digits)
+            !plus && written.len() > e164_digits.len() && written.ends_with(e164_digits)
         }
         // A national prefix or carrier code dropped (the digits written end with the national
         // significant number), or the country's own national-to-international rule applied
         // (Argentina's mobile 011 15 2345-6789 is +54 9 11 2345-6789); never digits added, as
         // local dialling would (a seven-digit Bermudian number completed with area code 441).
         CountryCodeSource::FromNumberWithoutPlusSign | CountryCodeSource::FromDefaultCountry => {
-            nsn.len() <= written.len()
+            !plus && nsn.len() <= written.len()
         }
         CountryCodeSource::Unspecified => false,
     }
@@ -258,6 +266,18 @@ mod tests {
     }
 
     #[test]
+    fn a_plus_and_an_international_prefix_together_are_refused() {
+        // Found by the fuzzer: libphonenumber reads `+00` as an international prefix and
+        // stored +12012000000, dropping two digits the caller wrote after the +.
+        for input in ["+0012012000000", "+00247 62889", "+011 1 303 555 0100"] {
+            refused(input, "");
+            refused(input, "GB");
+            refused(input, "US");
+        }
+        assert_eq!(e164("0012012000000", "").unwrap(), "+12012000000");
+    }
+
+    #[test]
     fn vanity_letters_count_when_there_are_three_or_more() {
         let p = E164::parse("e164", "+1-800-FLOWERS", "").unwrap();
         assert_eq!(p.e164.as_str(), "+18003569377");
@@ -334,6 +354,156 @@ mod tests {
         }
         for r in ["", "XX", "AQ", "001", "USA", "U", "ü1"] {
             assert!(!valid_region(r), "{r}");
+        }
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Every region's example numbers (Google's libphonenumber), as `(region, national,
+        /// international)`.
+        fn examples() -> Vec<(String, String, String)> {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/e164_examples.csv"
+            ))
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("region,"))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f.len() >= 4).then(|| (f[0].to_string(), f[2].to_string(), f[3].to_string()))
+            })
+            .collect()
+        }
+
+        /// A real number, as written, then perhaps damaged: a digit dropped, doubled or
+        /// changed, a prefix added (`0`, `00`, `+00`, `1`), letters or punctuation slipped in.
+        fn realistic() -> impl Strategy<Value = (String, String)> {
+            let edit = prop_oneof![
+                Just(None),
+                (
+                    0usize..20,
+                    prop::sample::select(vec![
+                        "", "0", "00", "1", "9", "A", "O", "-", " ", "(", "*", "#", "\u{FF11}"
+                    ])
+                )
+                    .prop_map(Some),
+            ];
+            (
+                prop::sample::select(examples()),
+                0usize..3,
+                edit,
+                prop::sample::select(vec!["", "0", "00", "+00", "+", "1"]),
+            )
+                .prop_map(|((region, national, international), form, edit, prefix)| {
+                    let (mut input, region) = match form {
+                        0 => (international, String::new()),
+                        1 => (international, region),
+                        _ => (national, region),
+                    };
+                    if let Some((at, text)) = edit {
+                        let cut = input
+                            .char_indices()
+                            .map(|(i, _)| i)
+                            .nth(at)
+                            .unwrap_or(input.len());
+                        // Replace one character, or insert when `text` is a prefix-like edit.
+                        let end = input[cut..]
+                            .chars()
+                            .next()
+                            .map_or(cut, |c| cut + c.len_utf8());
+                        if at % 2 == 0 {
+                            input.replace_range(cut..end, text)
+                        } else {
+                            input.insert_str(cut, text)
+                        }
+                    }
+                    if !prefix.is_empty() && input.starts_with('+') == prefix.starts_with('+') {
+                        input = format!("{prefix}{}", input.trim_start_matches('+'));
+                    }
+                    (input, region)
+                })
+        }
+
+        /// Input that looks like a number: real numbers damaged, digits, formatting, letters.
+        fn numberish() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[+]?[0-9]{1,17}",
+                "(\\+|00)?[0-9 ().A-Z/-]{1,24}",
+                any::<String>(),
+            ]
+        }
+
+        fn region() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                prop::sample::select(vec![
+                    "US", "GB", "DE", "FR", "IT", "AR", "BM", "VC", "KZ", "JP", "IN", "BR"
+                ])
+                .prop_map(str::to_string),
+                "[A-Za-z]{2}",
+                any::<String>(),
+            ]
+        }
+
+        #[test]
+        fn the_generator_reaches_acceptance() {
+            use proptest::strategy::ValueTree;
+            use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+            let mut runner = TestRunner::new_with_rng(
+                Config::default(),
+                TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+            );
+            let accepted = (0..5000)
+                .filter(|_| {
+                    let (input, region) = realistic().new_tree(&mut runner).unwrap().current();
+                    E164::parse("e164", &input, &region).is_ok()
+                })
+                .count();
+            assert!(
+                accepted > 1000,
+                "only {accepted} of 5,000 inputs were numbers"
+            );
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            /// Whatever is sent, the parse answers (never panics), a refusal is
+            /// INVALID_ARGUMENT naming the field or the region, and an accepted number is
+            /// canonical E.164 made of digits the caller wrote: every digit of an
+            /// international input, in order; for national input, the national significant
+            /// number is the end of what was written (a national prefix dropped, nothing added).
+            #[test]
+            fn a_number_is_stored_with_only_the_digits_written(
+                (input, region) in prop_oneof![realistic(), (numberish(), region())],
+            ) {
+                match E164::parse("e164", &input, &region) {
+                    Ok(p) => {
+                        let stored = p.e164.as_str();
+                        prop_assert!(E164::from_canonical(stored).is_some(), "{stored} is not canonical");
+                        let written = written_digits(input.trim()).expect("accepted input reads as digits");
+                        let stored_digits = &stored[1..];
+                        if input.trim().starts_with('+') {
+                            prop_assert_eq!(&written, stored_digits, "{:?} was stored as {}", input, stored);
+                        } else if region.trim().is_empty() {
+                            // 00 and the international number: every digit after the 00.
+                            prop_assert_eq!(&written[2..], stored_digits, "{:?} was stored as {}", input, stored);
+                        } else {
+                            prop_assert!(!written.is_empty() && stored_digits.len() <= written.len() + 3,
+                                "{:?} ({}) grew into {}", input, region, stored);
+                        }
+                    }
+                    Err(Error::InvalidArgument(v)) => {
+                        prop_assert!(!v.is_empty());
+                        prop_assert!(v.iter().all(|f| f.field == "e164" || f.field == "region"), "{:?}", v);
+                        prop_assert!(v.iter().all(|f| f.description.len() <= 400), "{:?}", v);
+                    }
+                    Err(other) => prop_assert!(false, "{:?} ({}) answered {:?}", input, region, other),
+                }
+            }
         }
     }
 }

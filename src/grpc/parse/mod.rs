@@ -5,6 +5,9 @@ mod allocation;
 mod number_pool;
 mod tenancy;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use allocation::{MAX_NUMBERS, MAX_QUANTITY};
 pub use number_pool::{MAX_BATCH, attributes, filter, search};
 pub use tenancy::state as account_state;
