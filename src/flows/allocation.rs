@@ -125,7 +125,7 @@ async fn select(
                     .iter()
                     .find(|n| key.names(n))
                     .ok_or_else(|| unseen(p, "number", key.to_string()))?;
-                p.authorize(&n.holder_path, Role::Viewer, Reach::OwnOrBelow)?;
+                p.authorize(&n.visible_path(), Role::Viewer, Reach::OwnOrBelow)?;
             }
             Ok(found)
         }

@@ -6,6 +6,7 @@ mod health;
 mod helpers;
 mod import;
 mod metrics;
+mod model;
 mod number_pool;
 mod requests;
 mod tenancy;
