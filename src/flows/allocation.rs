@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use futures::FutureExt;
 use uuid::Uuid;
 
-use super::{Caller, each, scoped_account, scoped_number, unseen};
+use super::{Caller, each, require_unfrozen, scoped_account, scoped_number, unseen};
 use crate::domain::account::{Account, parent_path, path_ids};
 use crate::domain::check_etag;
 use crate::domain::command::{Batch, Change, Key, MoveNumbers, OneChange, Selection, Withdraw};
@@ -179,19 +179,23 @@ async fn move_selection(
     store::save_moves(tx, &moves, m.operation(), &caller.actor()).await
 }
 
-/// The two accounts of a move between accounts, both in the caller's admin scope. The reads
-/// (and the plan setting) are pipelined on the connection: one round trip, not three.
+/// The two accounts of a move between accounts, both in the caller's admin scope, and the
+/// receiving one not frozen by a suspension on its path. The reads (and the plan setting) are
+/// pipelined on the connection: one round trip, not four. The suspension is judged only after
+/// the scope, so a caller out of scope learns nothing of it.
 async fn both_accounts(
     tx: &Tx<'_>,
     p: &Principal,
     from: Uuid,
     to: Uuid,
 ) -> Result<(Account, Account)> {
-    let ((), from, to) = futures::try_join!(
+    let ((), from, to, inactive) = futures::try_join!(
         store::keep_cached_plans(tx),
         scoped_account(tx, p, from, Role::Admin, Reach::OwnOrBelow, Lock::No),
         scoped_account(tx, p, to, Role::Admin, Reach::OwnOrBelow, Lock::No),
+        accounts::first_inactive_on_path(tx, to),
     )?;
+    lifecycle::require_unfrozen(inactive)?;
     Ok((from, to))
 }
 
@@ -319,8 +323,14 @@ pub async fn change(tx: &Tx<'_>, caller: &Caller, c: OneChange) -> Result<Number
         }
     };
     let after = lifecycle::next(&n, &m)?;
+    // A suspension anywhere above freezes the account: no assignment lands in it, no
+    // reservation is made in it.
+    match (&receiving, &m) {
+        (Some(account), _) => require_unfrozen(tx, account.id).await?,
+        (None, Move::Reserve(_)) => require_unfrozen(tx, n.holder_id).await?,
+        _ => {}
+    }
     if let Some(account) = receiving {
-        lifecycle::require_active(account.id, account.state)?;
         admit_into(tx, &n.holder_path, &account, 1).await?;
     }
     numbers::save_state(tx, &n, &after, m.operation(), &caller.actor()).await

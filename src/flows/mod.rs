@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::account::Account;
 use crate::domain::command::Key;
+use crate::domain::lifecycle;
 use crate::domain::number::{Actor, Number};
 use crate::domain::principal::{Principal, Reach, Role};
 use crate::error::{self, Error, Result};
@@ -85,6 +86,12 @@ pub async fn scoped_number(
         Err(Error::NotFound { .. }) => Err(unseen(p, "number", key.to_string())),
         Err(e) => Err(e),
     }
+}
+
+/// Nothing new goes into a suspended or closed account, nor anywhere below one: account `id`
+/// and each of its ancestors must be active. Reads, withdrawals and releases stay allowed.
+pub async fn require_unfrozen(db: &impl GenericClient, id: Uuid) -> Result<()> {
+    lifecycle::require_unfrozen(store::accounts::first_inactive_on_path(db, id).await?)
 }
 
 /// Whether the caller sits below the provider, where RETURNED numbers have left its view.
