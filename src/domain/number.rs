@@ -154,6 +154,10 @@ pub const UPDATABLE: &[&str] = &[
     "labels",
 ];
 
+/// The attributes that belong to the owner (the provider that added the number): only its
+/// admins change them, not the admins of the account that holds it.
+pub const OWNER_ONLY: &[&str] = &["source", "carrier", "billing_reference"];
+
 impl Attributes {
     /// Checks every attribute; `prefix` names the fields (`number.`).
     pub fn validate(&self, v: &mut Violations, prefix: &str) {
