@@ -262,7 +262,9 @@ pub async fn transfer(tx: &Tx<'_>, caller: &Caller, c: MoveNumbers) -> Result<Ve
     move_selection(tx, caller, &from, &c.selection, &m, &entering).await
 }
 
-/// The account an assignee belongs to: the holder when none is named.
+/// The account an assignee belongs to: the holder when none is named. An assignee below the
+/// holder takes the number down with it: an allocation, so the caller needs the admin rights
+/// an allocation needs; an operator assigns only within the account that holds the number.
 async fn assignee_account(
     tx: &Tx<'_>,
     p: &Principal,
@@ -271,7 +273,14 @@ async fn assignee_account(
 ) -> Result<Account> {
     match account_id {
         None => accounts::get(tx, n.holder_id, Lock::No).await,
-        Some(id) => scoped_account(tx, p, id, Role::Operator, Reach::OwnOrBelow, Lock::No).await,
+        Some(id) => {
+            let account =
+                scoped_account(tx, p, id, Role::Operator, Reach::OwnOrBelow, Lock::No).await?;
+            if account.id != n.holder_id {
+                p.authorize(&n.holder_path, Role::Admin, Reach::OwnOrBelow)?;
+            }
+            Ok(account)
+        }
     }
 }
 
