@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use futures::FutureExt;
 use uuid::Uuid;
 
-use super::{Caller, each, require_unfrozen, scoped_account, scoped_number, unseen};
+use super::{
+    Caller, each, require_live_caller, require_unfrozen, scoped_account, scoped_number, unseen,
+};
 use crate::domain::account::{Account, parent_path, path_ids};
 use crate::domain::check_etag;
 use crate::domain::command::{Batch, Change, Key, MoveNumbers, OneChange, Selection, Withdraw};
@@ -369,8 +371,8 @@ pub async fn change_each(
 }
 
 /// A page of a number's history after event `after`. A caller sees the events that left the
-/// number inside its own subtree, never where the number was before it came (a sibling's
-/// assignees, say).
+/// number inside its own subtree and view, never where the number was before it came (a
+/// sibling's assignees, say), and no account outside its scope is named in them.
 pub async fn history(
     db: &impl GenericClient,
     p: &Principal,
@@ -380,17 +382,50 @@ pub async fn history(
 ) -> Result<Vec<NumberEvent>> {
     let number = scoped_number(db, p, key, Role::Viewer, Lock::No).await?;
     let scope = p.account_id.filter(|_| !p.is_platform());
-    store::events(db, number.id, scope, after, limit).await
+    let events = store::events(db, number.id, scope, after, limit).await?;
+    within_scope(db, p, events).await
 }
 
-/// Where a number stood at `time`: the last event at or before it. Whoever held the number then
-/// may see it.
+/// The events as the caller may see them: every account id outside its scope left out (a
+/// TRANSFER's `before` names no sibling, an ALLOCATE's no parent). One query for the paths of
+/// the accounts the events name; accounts deleted since count by the path they had.
+async fn within_scope(
+    db: &impl GenericClient,
+    p: &Principal,
+    events: Vec<NumberEvent>,
+) -> Result<Vec<NumberEvent>> {
+    if p.is_platform() {
+        return Ok(events);
+    }
+    let mut named: Vec<Uuid> = events
+        .iter()
+        .flat_map(|e| {
+            let states = [&e.before, &e.after];
+            let holders = states.into_iter().flatten().map(|s| s.holder_id);
+            holders.chain(e.actor_account_id)
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    let paths = accounts::paths_of(db, &named).await?;
+    let in_scope = |id: Uuid| {
+        paths
+            .get(&id)
+            .is_some_and(|path| p.authorize(path, Role::Viewer, Reach::OwnOrBelow).is_ok())
+    };
+    Ok(events.into_iter().map(|e| e.redacted(in_scope)).collect())
+}
+
+/// Where a number stood at `time`: the last event at or before it. Whoever could see the number
+/// then may see it (a RETURNED number only from the owner's side), as long as the caller's own
+/// account still exists; accounts outside the caller's scope are not named.
 pub async fn state_at(
     db: &impl GenericClient,
     p: &Principal,
     key: &Key,
     time: SystemTime,
 ) -> Result<NumberEvent> {
+    require_live_caller(db, p).await?;
     let id = match key {
         Key::Id(id) => Some(*id),
         Key::E164(e164) => store::live_at(db, e164.as_str(), time).await?,
@@ -400,6 +435,8 @@ pub async fn state_at(
         None => None,
     };
     let event = event.ok_or_else(|| unseen(p, "number", key.to_string()))?;
-    p.authorize(&event.holder_path, Role::Viewer, Reach::OwnOrBelow)?;
-    Ok(event)
+    p.authorize(&event.visible_path(), Role::Viewer, Reach::OwnOrBelow)?;
+    let mut seen = within_scope(db, p, vec![event]).await?;
+    seen.pop()
+        .ok_or_else(|| Error::Internal("an event was lost while redacted".into()))
 }

@@ -94,6 +94,19 @@ pub async fn require_unfrozen(db: &impl GenericClient, id: Uuid) -> Result<()> {
     lifecycle::require_unfrozen(store::accounts::first_inactive_on_path(db, id).await?)
 }
 
+/// A caller whose own account was deleted acts on nothing and reads nothing, history included:
+/// its token outlived its account (PERMISSION_DENIED, as for any account out of scope).
+pub async fn require_live_caller(db: &impl GenericClient, p: &Principal) -> Result<()> {
+    match p.account_id.filter(|_| !p.is_platform()) {
+        Some(own) => match store::accounts::get(db, own, Lock::No).await {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) => Err(Error::PermissionDenied),
+            Err(e) => Err(e),
+        },
+        None => Ok(()),
+    }
+}
+
 /// Whether the caller sits below the provider, where RETURNED numbers have left its view.
 pub async fn below_provider(db: &impl GenericClient, p: &Principal) -> Result<bool> {
     match p.account_id.filter(|_| !p.is_platform()) {

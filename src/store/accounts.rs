@@ -217,6 +217,20 @@ pub async fn path(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Account>>
         .collect())
 }
 
+/// The paths of these accounts, deleted ones included (history still names them).
+pub async fn paths_of(db: &impl GenericClient, ids: &[Uuid]) -> Result<BTreeMap<Uuid, String>> {
+    Ok(db
+        .query(
+            &db.prepare_cached("SELECT id, path FROM accounts WHERE id = ANY($1)")
+                .await?,
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 /// What ListAccounts selects.
 pub struct ListFilter {
     pub parent: Account,
