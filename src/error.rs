@@ -49,6 +49,9 @@ pub enum Error {
     },
     #[error("the caller may not do this, or the resource does not exist")]
     PermissionDenied,
+    /// The caller may change the resource, but not these fields: they are the owner's.
+    #[error("only the owner's admins change {}", .fields.join(", "))]
+    OwnerOnly { fields: Vec<String> },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("concurrent change, retry: {0}")]
@@ -108,6 +111,7 @@ impl Error {
             Self::RequestIdReused => "REQUEST_ID_REUSED",
             Self::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::OwnerOnly { .. } => "OWNER_ONLY_FIELD",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Conflict(_) => "CONCURRENT_CHANGE",
             Self::Unimplemented(_) => "NOT_IMPLEMENTED",

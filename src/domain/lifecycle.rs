@@ -462,6 +462,16 @@ pub fn require_active(id: Uuid, state: AccountState) -> Result<()> {
     }
 }
 
+/// A suspended or closed account freezes its whole subtree: nothing new goes into it or
+/// anywhere below it. `inactive` is the first account on the path, from the provider down,
+/// that is not active; the refusal names it.
+pub fn require_unfrozen(inactive: Option<(Uuid, AccountState)>) -> Result<()> {
+    match inactive {
+        Some((id, state)) => Err(not_active(id, state)),
+        None => Ok(()),
+    }
+}
+
 /// The account is suspended or closed: nothing new goes into it.
 pub fn not_active(id: Uuid, state: AccountState) -> Error {
     Error::precondition(

@@ -154,6 +154,10 @@ pub const UPDATABLE: &[&str] = &[
     "labels",
 ];
 
+/// The attributes that belong to the owner (the provider that added the number): only its
+/// admins change them, not the admins of the account that holds it.
+pub const OWNER_ONLY: &[&str] = &["source", "carrier", "billing_reference"];
+
 impl Attributes {
     /// Checks every attribute; `prefix` names the fields (`number.`).
     pub fn validate(&self, v: &mut Violations, prefix: &str) {
@@ -286,6 +290,7 @@ text_enum!(
 /// and this, the part of it an event shows (stored as JSON in the events).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NumberState {
+    /// The nil id when the holder is hidden from the reader (see [`NumberEvent::redacted`]).
     pub holder_id: uuid::Uuid,
     pub status: NumberStatus,
     pub assignee: Option<Assignee>,
@@ -293,6 +298,17 @@ pub struct NumberState {
 }
 
 impl NumberState {
+    /// The state as a reader sees it whose scope does not cover the holder: the holder, and
+    /// the assignee and reservation made in it, are hidden; the status stays.
+    fn hidden_holder(self) -> Self {
+        Self {
+            holder_id: Uuid::nil(),
+            assignee: None,
+            reservation: None,
+            ..self
+        }
+    }
+
     /// Where a number just added stands: unused in its holder.
     pub fn available(holder_id: uuid::Uuid) -> Self {
         Self {
@@ -467,4 +483,41 @@ pub struct NumberEvent {
     pub holder_path: String,
     pub before: Option<NumberState>,
     pub after: Option<NumberState>,
+}
+
+impl NumberEvent {
+    /// The path whose accounts see this event, as [`Number::visible_path`] says for the number
+    /// it left: an event that made the number RETURNED is seen only from the owner's side.
+    pub fn visible_path(&self) -> String {
+        let returned = self
+            .after
+            .as_ref()
+            .is_some_and(|s| s.status == NumberStatus::Returned);
+        match super::account::path_ids(&self.holder_path).first() {
+            Some(owner) if returned => super::account::child_path("", *owner),
+            _ => self.holder_path.clone(),
+        }
+    }
+
+    /// The event as a reader sees it whose scope covers only the accounts `in_scope` accepts:
+    /// an account outside it is never named. A state whose holder is outside (the sibling a
+    /// TRANSFER came from, the parent an ALLOCATE came from) shows its status only, with an
+    /// empty holder; the actor's account is left out when it is outside too.
+    pub fn redacted(self, in_scope: impl Fn(Uuid) -> bool) -> Self {
+        let state = |s: Option<NumberState>| {
+            s.map(|s| {
+                if in_scope(s.holder_id) {
+                    s
+                } else {
+                    s.hidden_holder()
+                }
+            })
+        };
+        Self {
+            actor_account_id: self.actor_account_id.filter(|id| in_scope(*id)),
+            before: state(self.before),
+            after: state(self.after),
+            ..self
+        }
+    }
 }

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use futures::FutureExt;
 use uuid::Uuid;
 
-use super::{Caller, each, scoped_account, scoped_number, unseen};
+use super::{
+    Caller, each, require_live_caller, require_unfrozen, scoped_account, scoped_number, unseen,
+};
 use crate::domain::account::{Account, parent_path, path_ids};
 use crate::domain::check_etag;
 use crate::domain::command::{Batch, Change, Key, MoveNumbers, OneChange, Selection, Withdraw};
@@ -179,19 +181,23 @@ async fn move_selection(
     store::save_moves(tx, &moves, m.operation(), &caller.actor()).await
 }
 
-/// The two accounts of a move between accounts, both in the caller's admin scope. The reads
-/// (and the plan setting) are pipelined on the connection: one round trip, not three.
+/// The two accounts of a move between accounts, both in the caller's admin scope, and the
+/// receiving one not frozen by a suspension on its path. The reads (and the plan setting) are
+/// pipelined on the connection: one round trip, not four. The suspension is judged only after
+/// the scope, so a caller out of scope learns nothing of it.
 async fn both_accounts(
     tx: &Tx<'_>,
     p: &Principal,
     from: Uuid,
     to: Uuid,
 ) -> Result<(Account, Account)> {
-    let ((), from, to) = futures::try_join!(
+    let ((), from, to, inactive) = futures::try_join!(
         store::keep_cached_plans(tx),
         scoped_account(tx, p, from, Role::Admin, Reach::OwnOrBelow, Lock::No),
         scoped_account(tx, p, to, Role::Admin, Reach::OwnOrBelow, Lock::No),
+        accounts::first_inactive_on_path(tx, to),
     )?;
+    lifecycle::require_unfrozen(inactive)?;
     Ok((from, to))
 }
 
@@ -258,7 +264,9 @@ pub async fn transfer(tx: &Tx<'_>, caller: &Caller, c: MoveNumbers) -> Result<Ve
     move_selection(tx, caller, &from, &c.selection, &m, &entering).await
 }
 
-/// The account an assignee belongs to: the holder when none is named.
+/// The account an assignee belongs to: the holder when none is named. An assignee below the
+/// holder takes the number down with it: an allocation, so the caller needs the admin rights
+/// an allocation needs; an operator assigns only within the account that holds the number.
 async fn assignee_account(
     tx: &Tx<'_>,
     p: &Principal,
@@ -267,7 +275,14 @@ async fn assignee_account(
 ) -> Result<Account> {
     match account_id {
         None => accounts::get(tx, n.holder_id, Lock::No).await,
-        Some(id) => scoped_account(tx, p, id, Role::Operator, Reach::OwnOrBelow, Lock::No).await,
+        Some(id) => {
+            let account =
+                scoped_account(tx, p, id, Role::Operator, Reach::OwnOrBelow, Lock::No).await?;
+            if account.id != n.holder_id {
+                p.authorize(&n.holder_path, Role::Admin, Reach::OwnOrBelow)?;
+            }
+            Ok(account)
+        }
     }
 }
 
@@ -319,8 +334,14 @@ pub async fn change(tx: &Tx<'_>, caller: &Caller, c: OneChange) -> Result<Number
         }
     };
     let after = lifecycle::next(&n, &m)?;
+    // A suspension anywhere above freezes the account: no assignment lands in it, no
+    // reservation is made in it.
+    match (&receiving, &m) {
+        (Some(account), _) => require_unfrozen(tx, account.id).await?,
+        (None, Move::Reserve(_)) => require_unfrozen(tx, n.holder_id).await?,
+        _ => {}
+    }
     if let Some(account) = receiving {
-        lifecycle::require_active(account.id, account.state)?;
         admit_into(tx, &n.holder_path, &account, 1).await?;
     }
     numbers::save_state(tx, &n, &after, m.operation(), &caller.actor()).await
@@ -350,8 +371,8 @@ pub async fn change_each(
 }
 
 /// A page of a number's history after event `after`. A caller sees the events that left the
-/// number inside its own subtree, never where the number was before it came (a sibling's
-/// assignees, say).
+/// number inside its own subtree and view, never where the number was before it came (a
+/// sibling's assignees, say), and no account outside its scope is named in them.
 pub async fn history(
     db: &impl GenericClient,
     p: &Principal,
@@ -361,17 +382,50 @@ pub async fn history(
 ) -> Result<Vec<NumberEvent>> {
     let number = scoped_number(db, p, key, Role::Viewer, Lock::No).await?;
     let scope = p.account_id.filter(|_| !p.is_platform());
-    store::events(db, number.id, scope, after, limit).await
+    let events = store::events(db, number.id, scope, after, limit).await?;
+    within_scope(db, p, events).await
 }
 
-/// Where a number stood at `time`: the last event at or before it. Whoever held the number then
-/// may see it.
+/// The events as the caller may see them: every account id outside its scope left out (a
+/// TRANSFER's `before` names no sibling, an ALLOCATE's no parent). One query for the paths of
+/// the accounts the events name; accounts deleted since count by the path they had.
+async fn within_scope(
+    db: &impl GenericClient,
+    p: &Principal,
+    events: Vec<NumberEvent>,
+) -> Result<Vec<NumberEvent>> {
+    if p.is_platform() {
+        return Ok(events);
+    }
+    let mut named: Vec<Uuid> = events
+        .iter()
+        .flat_map(|e| {
+            let states = [&e.before, &e.after];
+            let holders = states.into_iter().flatten().map(|s| s.holder_id);
+            holders.chain(e.actor_account_id)
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    let paths = accounts::paths_of(db, &named).await?;
+    let in_scope = |id: Uuid| {
+        paths
+            .get(&id)
+            .is_some_and(|path| p.authorize(path, Role::Viewer, Reach::OwnOrBelow).is_ok())
+    };
+    Ok(events.into_iter().map(|e| e.redacted(in_scope)).collect())
+}
+
+/// Where a number stood at `time`: the last event at or before it. Whoever could see the number
+/// then may see it (a RETURNED number only from the owner's side), as long as the caller's own
+/// account still exists; accounts outside the caller's scope are not named.
 pub async fn state_at(
     db: &impl GenericClient,
     p: &Principal,
     key: &Key,
     time: SystemTime,
 ) -> Result<NumberEvent> {
+    require_live_caller(db, p).await?;
     let id = match key {
         Key::Id(id) => Some(*id),
         Key::E164(e164) => store::live_at(db, e164.as_str(), time).await?,
@@ -381,6 +435,8 @@ pub async fn state_at(
         None => None,
     };
     let event = event.ok_or_else(|| unseen(p, "number", key.to_string()))?;
-    p.authorize(&event.holder_path, Role::Viewer, Reach::OwnOrBelow)?;
-    Ok(event)
+    p.authorize(&event.visible_path(), Role::Viewer, Reach::OwnOrBelow)?;
+    let mut seen = within_scope(db, p, vec![event]).await?;
+    seen.pop()
+        .ok_or_else(|| Error::Internal("an event was lost while redacted".into()))
 }

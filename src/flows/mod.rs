@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::account::Account;
 use crate::domain::command::Key;
+use crate::domain::lifecycle;
 use crate::domain::number::{Actor, Number};
 use crate::domain::principal::{Principal, Reach, Role};
 use crate::error::{self, Error, Result};
@@ -84,6 +85,25 @@ pub async fn scoped_number(
         }
         Err(Error::NotFound { .. }) => Err(unseen(p, "number", key.to_string())),
         Err(e) => Err(e),
+    }
+}
+
+/// Nothing new goes into a suspended or closed account, nor anywhere below one: account `id`
+/// and each of its ancestors must be active. Reads, withdrawals and releases stay allowed.
+pub async fn require_unfrozen(db: &impl GenericClient, id: Uuid) -> Result<()> {
+    lifecycle::require_unfrozen(store::accounts::first_inactive_on_path(db, id).await?)
+}
+
+/// A caller whose own account was deleted acts on nothing and reads nothing, history included:
+/// its token outlived its account (PERMISSION_DENIED, as for any account out of scope).
+pub async fn require_live_caller(db: &impl GenericClient, p: &Principal) -> Result<()> {
+    match p.account_id.filter(|_| !p.is_platform()) {
+        Some(own) => match store::accounts::get(db, own, Lock::No).await {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) => Err(Error::PermissionDenied),
+            Err(e) => Err(e),
+        },
+        None => Ok(()),
     }
 }
 

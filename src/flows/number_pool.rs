@@ -13,7 +13,7 @@ use crate::domain::command::{
     UpdateSeries,
 };
 use crate::domain::lifecycle;
-use crate::domain::number::{Number, NumberStatus, Operation};
+use crate::domain::number::{Number, NumberStatus, OWNER_ONLY, Operation};
 use crate::domain::principal::{Principal, Reach, Role};
 use crate::domain::series::Series;
 use crate::error::{Error, Result};
@@ -86,6 +86,22 @@ pub async fn get(db: &impl GenericClient, p: &Principal, key: &Key) -> Result<Nu
 pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateNumber) -> Result<Number> {
     let p = &caller.principal;
     let current = scoped_number(tx, p, &Key::Id(c.id), Role::Admin, Lock::ForUpdate).await?;
+    let owners: Vec<String> = c
+        .paths
+        .iter()
+        .filter(|path| OWNER_ONLY.contains(&path.as_str()))
+        .cloned()
+        .collect();
+    if !owners.is_empty()
+        && p.authorize(
+            &child_path("", current.owner_id),
+            Role::Admin,
+            Reach::OwnOrBelow,
+        )
+        .is_err()
+    {
+        return Err(Error::OwnerOnly { fields: owners });
+    }
     check_etag(&c.etag, current.version, "number", &current.e164)?;
     lifecycle::require_live(&current)?;
     let mut attributes = current.attributes.clone();

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::{Caller, scoped_account};
+use super::{Caller, require_unfrozen, scoped_account};
 use crate::domain::account::{self, Account, AccountState, path_ids};
 use crate::domain::check_etag;
 use crate::domain::command::{ChangeAccountState, CreateAccount, Delete, UpdateAccount};
@@ -14,14 +14,14 @@ use crate::store::accounts::{self as store, ListFilter};
 use crate::store::{GenericClient, Lock, Tx};
 
 /// A provider (no parent) is the platform's to create; any other account is its parent's
-/// admins', under an active parent.
+/// admins', under a parent that is active and has no suspended ancestor.
 pub async fn create(tx: &Tx<'_>, caller: &Caller, c: CreateAccount) -> Result<Account> {
     let p = &caller.principal;
     let parent = match c.parent_id {
         Some(pid) => {
             let parent =
                 scoped_account(tx, p, pid, Role::Admin, Reach::OwnOrBelow, Lock::ForUpdate).await?;
-            lifecycle::require_active(parent.id, parent.state)?;
+            require_unfrozen(tx, parent.id).await?;
             Some(parent)
         }
         None if p.is_platform() => None,

@@ -153,7 +153,11 @@ pub fn number_to_proto(n: Number) -> pb::Number {
 
 pub fn state_to_proto(s: NumberState) -> pb::NumberState {
     pb::NumberState {
-        holder_id: s.holder_id.to_string(),
+        // A holder hidden from the reader (the nil id) is sent empty.
+        holder_id: Some(s.holder_id)
+            .filter(|id| !id.is_nil())
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         status: status_to_proto(s.status).into(),
         assignee: s.assignee.map(assignee_to_proto),
         reservation: s.reservation.map(reservation_to_proto),

@@ -72,6 +72,11 @@ impl From<Error> for Status {
                 Code::ResourceExhausted
             }
             Error::PermissionDenied => Code::PermissionDenied,
+            Error::OwnerOnly { ref fields } => {
+                let metadata = HashMap::from([("fields".to_string(), fields.join(","))]);
+                details.set_error_info(error.reason(), DOMAIN, metadata);
+                Code::PermissionDenied
+            }
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Conflict(_) => Code::Aborted,
             Error::Unimplemented(_) => Code::Unimplemented,

@@ -60,6 +60,29 @@ pub async fn get(db: &impl GenericClient, id: Uuid, lock: Lock) -> Result<Accoun
         .ok_or_else(|| not_found(id))
 }
 
+/// The first account, from the provider down, on the path of account `id` (itself included)
+/// that is not active, with its state: one query over the stored path, not a walk.
+pub async fn first_inactive_on_path(
+    db: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<(Uuid, AccountState)>> {
+    let sql = "SELECT a.id, a.state FROM accounts t JOIN accounts a
+                 ON a.id = ANY(string_to_array(trim(both '/' from t.path), '/')::uuid[])
+                AND a.provider_id = t.provider_id
+             WHERE t.id = $1 AND a.state <> 'active'
+             ORDER BY a.depth LIMIT 1";
+    Ok(db
+        .query_opt(&db.prepare_cached(sql).await?, &[&id])
+        .await?
+        .map(|r| {
+            let state: &str = r.get(1);
+            (
+                r.get(0),
+                AccountState::parse(state).unwrap_or(AccountState::Closed),
+            )
+        }))
+}
+
 /// A clash on the unique index of sibling external references names the reference.
 fn external_ref_taken(e: tokio_postgres::Error, f: &AccountFields) -> Error {
     let name = format!(
@@ -191,6 +214,20 @@ pub async fn path(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Account>>
         .await?
         .iter()
         .map(from_row)
+        .collect())
+}
+
+/// The paths of these accounts, deleted ones included (history still names them).
+pub async fn paths_of(db: &impl GenericClient, ids: &[Uuid]) -> Result<BTreeMap<Uuid, String>> {
+    Ok(db
+        .query(
+            &db.prepare_cached("SELECT id, path FROM accounts WHERE id = ANY($1)")
+                .await?,
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
         .collect())
 }
 

@@ -330,7 +330,9 @@ fn event_from_row(r: &Row) -> NumberEvent {
 }
 
 /// A page of a number's events after `after_seq`, oldest first. With `scope` (a caller's own
-/// account id), only the events that left the number inside that account's subtree.
+/// account id), only the events that left the number inside that account's subtree, and in its
+/// view: one that made the number RETURNED is the owner's only (as
+/// [`NumberEvent::visible_path`] says).
 pub async fn events(
     db: &impl GenericClient,
     number_id: Uuid,
@@ -341,7 +343,11 @@ pub async fn events(
     let segment = scope.map(|id| format!("/{}/", id.simple()));
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM number_events
-         WHERE number_id = $1 AND seq > $2 AND ($3::text IS NULL OR strpos(holder_path, $3) > 0)
+         WHERE number_id = $1 AND seq > $2
+           AND ($3::text IS NULL OR strpos(
+                 CASE WHEN after->>'status' = 'returned'
+                      THEN '/' || replace(provider_id::text, '-', '') || '/'
+                      ELSE holder_path END, $3) > 0)
          ORDER BY seq LIMIT $4"
     );
     Ok(db

@@ -157,7 +157,8 @@ pub async fn insert(
                  SELECT gen_random_uuid(), $1, s.e164, coalesce(s.holder_id, $1), coalesce(a.path, $2), 'available',
                         (SELECT series FROM series_of($1, s.e164) AS series),
                         s.number_type, s.source, s.carrier, s.sip_trunk, s.billing_reference, s.service_info,
-                        coalesce(string_to_array(s.tags, '|'), '{}'), s.labels
+                        -- Tags come joined by the unit separator (csv::TAG_JOIN).
+                        coalesce(string_to_array(s.tags, chr(31)), '{}'), s.labels
                  FROM import_rows s LEFT JOIN accounts a ON a.id = s.holder_id
                  RETURNING id, e164, holder_id, holder_path)
              INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id, request_id,

@@ -1,6 +1,8 @@
 //! Import: a CSV of any size streams into a provider's pool; good rows are added, bad ones are
 //! reported by line, in one of three modes, with the server's memory bounded.
 
+use std::collections::BTreeMap;
+
 use numbering_client::Clients;
 use numbering_client::v1 as pb;
 use pb::import_numbers_request::Part;
@@ -9,7 +11,7 @@ use tonic::Code;
 use crate::helpers::{
     assert_error, assert_invalid, export_csv, ok, spawn_app, spawn_binary, violated_fields,
 };
-use crate::requests::{delete_number, export, get_e164, inventory};
+use crate::requests::{add_number, delete_number, export, get_e164, inventory};
 
 fn options(owner: &pb::Account, mode: pb::ImportMode) -> pb::ImportNumbersRequest {
     pb::ImportNumbersRequest {
@@ -291,6 +293,50 @@ async fn the_template_and_an_export_are_read_back_by_import() {
     assert_eq!(
         after.iter().map(attributes).collect::<Vec<_>>(),
         before.iter().map(attributes).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn export_then_import_keeps_tags_and_labels_with_separators_quotes_and_unicode() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.admin(&provider).await;
+    let mut req = add_number(&provider, "+13035550100");
+    if let Some(n) = req.number.as_mut() {
+        n.carrier = "Acme, \"the\" carrier".into();
+        n.service_info = "  two\nlines; a|b \\ ".into();
+        n.tags = vec![
+            "a|b".into(),
+            "24\\7".into(),
+            "q\"uote,d".into(),
+            "日本 🙂".into(),
+        ];
+        n.labels = BTreeMap::from([
+            ("team".to_string(), "x;y=z".to_string()),
+            ("k=v".into(), " padded ".into()),
+            ("back\\slash|".into(), "é".into()),
+        ]);
+    }
+    let before = ok(app.platform().number_pool.add_number(req).await);
+    let exported = export_csv(&mut c, export()).await;
+    ok(c.number_pool.delete_number(delete_number(&before.id)).await);
+    let again = import_csv(&mut c, &provider, pb::ImportMode::AllOrNothing, &exported).await;
+    assert_eq!(again.rows_imported, 1, "{again:?}\n{exported}");
+    let after = ok(c.number_pool.get_number(get_e164(&before.e164)).await);
+    assert_ne!(after.id, before.id);
+    assert_eq!(
+        (
+            &after.carrier,
+            &after.service_info,
+            &after.tags,
+            &after.labels
+        ),
+        (
+            &before.carrier,
+            &before.service_info,
+            &before.tags,
+            &before.labels
+        )
     );
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use numbering_client::Clients;
 use numbering_client::v1 as pb;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use crate::helpers::{
     assert_error, assert_invalid, assert_violates, export_csv, ok, spawn_app, violated_fields,
@@ -243,6 +244,85 @@ async fn update_changes_the_masked_attributes_and_honours_the_etag() {
             .update_number(update("", &["sip_trunk"]))
             .await,
         Code::PermissionDenied,
+    );
+}
+
+#[tokio::test]
+async fn the_owners_attributes_change_only_by_the_owners_admins_not_the_holders() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let team = app.child(&provider, "Team").await;
+    let mut req = add_number(&provider, "+13035550100");
+    if let Some(n) = req.number.as_mut() {
+        n.carrier = "Acme Carrier".into();
+        n.billing_reference = "BILL-42".into();
+        n.source = pb::NumberSource::Purchased as i32;
+    }
+    let n = ok(app.platform().number_pool.add_number(req).await);
+    app.allocate_named(&provider, &team, &[&n.e164]).await;
+    let update = |paths: &[&str]| pb::UpdateNumberRequest {
+        number: Some(pb::Number {
+            id: n.id.clone(),
+            carrier: "Cheap Carrier".into(),
+            billing_reference: "MINE".into(),
+            source: pb::NumberSource::Byoc as i32,
+            sip_trunk: "team-trunk".into(),
+            ..Default::default()
+        }),
+        update_mask: mask(paths),
+        ..Default::default()
+    };
+    // The team holds the number and administers its own attributes...
+    let mut team_admin = app.admin(&team).await;
+    let own = ok(team_admin
+        .number_pool
+        .update_number(update(&["sip_trunk"]))
+        .await);
+    assert_eq!(own.sip_trunk, "team-trunk");
+    // ...but not the owner's: each field is refused, alone or among others, and nothing changes.
+    for paths in [
+        &["carrier"][..],
+        &["billing_reference"],
+        &["source"],
+        &["sip_trunk", "billing_reference", "carrier"],
+    ] {
+        let events = app.events_of(&n.id).await;
+        let status = assert_error(
+            team_admin.number_pool.update_number(update(paths)).await,
+            Code::PermissionDenied,
+        );
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "OWNER_ONLY_FIELD");
+        let owners: Vec<&str> = paths
+            .iter()
+            .copied()
+            .filter(|p| *p != "sip_trunk")
+            .collect();
+        assert_eq!(info.metadata["fields"], owners.join(","));
+        let now = ok(team_admin.number_pool.get_number(get_number(&n.id)).await);
+        assert_eq!(
+            (
+                now.carrier.as_str(),
+                now.billing_reference.as_str(),
+                now.source
+            ),
+            (
+                "Acme Carrier",
+                "BILL-42",
+                pb::NumberSource::Purchased as i32
+            )
+        );
+        assert_eq!(app.events_of(&n.id).await, events);
+    }
+    // The owner's admin changes them while the team holds the number.
+    let mut owner_admin = app.admin(&provider).await;
+    let changed = ok(owner_admin
+        .number_pool
+        .update_number(update(&["carrier", "billing_reference", "source"]))
+        .await);
+    assert_eq!(
+        (changed.carrier.as_str(), changed.billing_reference.as_str()),
+        ("Cheap Carrier", "MINE")
     );
 }
 

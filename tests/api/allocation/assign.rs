@@ -2,18 +2,19 @@
 //! holder's subtree, and comes out of use again, without leaving its holder.
 
 use numbering_client::v1 as pb;
+use tonic::Code;
 
 use super::{assert_refused, stocked};
-use crate::helpers::ok;
+use crate::helpers::{assert_error, ok};
 use crate::requests::{agent, assign, reassign, unassign};
 
 #[tokio::test]
 async fn assign_from_the_parent_pool_to_an_agent_in_a_sub_team_allocates_it_down() {
     let (app, t, numbers, _) = stocked(3).await;
-    // The agency flow: the parent's operator picks a number from its pool and an agent of a
-    // sub-team.
-    let mut operator = app.operator(&t.provider).await;
-    let n = ok(operator
+    // The agency flow: the parent's admin picks a number from its pool and an agent of a
+    // sub-team (an allocation, so not an operator's call: see below).
+    let mut admin = app.admin(&t.provider).await;
+    let n = ok(admin
         .allocation
         .assign_number(assign(&numbers[0], agent("42", Some(&t.a1))))
         .await);
@@ -25,6 +26,59 @@ async fn assign_from_the_parent_pool_to_an_agent_in_a_sub_team_allocates_it_down
     assert_eq!(assignee.account_id, t.a1.id);
     assert_eq!(app.operations(&numbers[0]).await, ["add", "assign"]);
     assert_eq!(app.held(&t.a1, "assigned").await, 1);
+}
+
+#[tokio::test]
+async fn an_operator_assigns_only_within_the_holder_and_never_moves_a_number_down() {
+    let (app, t, numbers, _) = stocked(2).await;
+    app.allocate_named(&t.provider, &t.a, &[&numbers[0]]).await;
+    let mut a_operator = app.operator(&t.a).await;
+    let mut provider_operator = app.operator(&t.provider).await;
+    let before = app.snapshot().await;
+    // Into a sub-team, from the account's own pool or from the parent's: an allocation.
+    for refused in [
+        a_operator
+            .allocation
+            .assign_number(assign(&numbers[0], agent("1", Some(&t.a1))))
+            .await,
+        provider_operator
+            .allocation
+            .assign_number(assign(&numbers[1], agent("1", Some(&t.a))))
+            .await,
+    ] {
+        assert_error(refused, Code::PermissionDenied);
+        assert_eq!(
+            app.snapshot().await,
+            before,
+            "a refused assignment moved a number"
+        );
+    }
+    // Within the holder, the operator assigns; but reassigning down to a sub-team is refused.
+    ok(a_operator
+        .allocation
+        .assign_number(assign(&numbers[0], agent("1", Some(&t.a))))
+        .await);
+    let before = app.snapshot().await;
+    assert_error(
+        a_operator
+            .allocation
+            .reassign_number(reassign(&numbers[0], agent("2", Some(&t.a1))))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "a refused reassignment moved a number"
+    );
+    assert_eq!(app.row(&numbers[0]).await.holder, t.a.id);
+    // The account's admin may: the number goes down with its assignee.
+    let mut a_admin = app.admin(&t.a).await;
+    let moved = ok(a_admin
+        .allocation
+        .reassign_number(reassign(&numbers[0], agent("2", Some(&t.a1))))
+        .await);
+    assert_eq!(moved.holder_id, t.a1.id);
 }
 
 #[tokio::test]

@@ -8,8 +8,14 @@ use tonic::Code;
 use super::stocked;
 use crate::helpers::{assert_error, assert_invalid, ok};
 use crate::requests::{
-    a_day_ago, agent, assign, events, events_page, named, state_at, unassign, withdraw,
+    a_day_ago, agent, assign, delete_account, events, events_page, named, release, state_at,
+    transfer, unassign, unbind, withdraw,
 };
+
+/// Now, as the time of a GetNumberStateAt.
+fn now() -> Option<prost_types::Timestamp> {
+    Some(std::time::SystemTime::now().into())
+}
 
 #[tokio::test]
 async fn history_lists_every_event_in_pages_and_answers_the_state_at_a_time() {
@@ -129,4 +135,107 @@ async fn a_sub_account_sees_only_its_part_of_a_numbers_history_and_a_sibling_not
         .get_number_state_at(state_at(n, in_b_since))
         .await);
     assert_eq!(in_b.state.unwrap().holder_id, t.b.id);
+}
+
+#[tokio::test]
+async fn a_token_whose_account_was_deleted_reads_no_state_at_any_time() {
+    let (app, t, numbers, mut admin) = stocked(1).await;
+    let n = &numbers[0];
+    app.allocate_named(&t.provider, &t.b, &[n]).await;
+    let in_b = ok(admin.allocation.list_number_events(events(n)).await).events[1].time;
+    let mut b_viewer = app.viewer(&t.b).await;
+    ok(b_viewer
+        .allocation
+        .get_number_state_at(state_at(n, in_b))
+        .await);
+    ok(admin
+        .allocation
+        .withdraw_numbers(withdraw(&t.b, named(&[n])))
+        .await);
+    ok(admin.tenancy.delete_account(delete_account(&t.b.id)).await);
+    assert_error(
+        b_viewer
+            .allocation
+            .get_number_state_at(state_at(n, in_b))
+            .await,
+        Code::PermissionDenied,
+    );
+}
+
+#[tokio::test]
+async fn after_a_release_the_returned_number_is_seen_only_from_the_owners_side() {
+    let (app, t, numbers, _) = stocked(1).await;
+    let n = &numbers[0];
+    app.allocate_named(&t.provider, &t.a, &[n]).await;
+    ok(app
+        .admin(&t.a)
+        .await
+        .allocation
+        .release_number(release(n))
+        .await);
+    let mut a_viewer = app.viewer(&t.a).await;
+    assert_error(
+        a_viewer
+            .allocation
+            .get_number_state_at(state_at(n, now()))
+            .await,
+        Code::PermissionDenied,
+    );
+    // Nor its history: the number has left A's view.
+    assert_error(
+        a_viewer.allocation.list_number_events(events(n)).await,
+        Code::PermissionDenied,
+    );
+    let owner = ok(app
+        .viewer(&t.provider)
+        .await
+        .allocation
+        .get_number_state_at(state_at(n, now()))
+        .await);
+    let state = owner.state.unwrap();
+    assert_eq!(state.status, pb::NumberStatus::Returned as i32);
+    assert_eq!(state.holder_id, t.a.id);
+    // Unbound and allocated to A again: A's history shows what it saw, never the RETURNED.
+    ok(app.platform().allocation.unbind_number(unbind(n)).await);
+    app.allocate_named(&t.provider, &t.a, &[n]).await;
+    let seen = ok(a_viewer.allocation.list_number_events(events(n)).await).events;
+    let ops: Vec<i32> = seen.iter().map(|e| e.operation).collect();
+    assert_eq!(ops, [Op::Allocate as i32, Op::Allocate as i32]);
+}
+
+#[tokio::test]
+async fn history_names_no_account_outside_the_readers_scope() {
+    let (app, t, numbers, mut admin) = stocked(1).await;
+    let n = &numbers[0];
+    app.allocate_named(&t.provider, &t.b, &[n]).await;
+    ok(admin
+        .allocation
+        .transfer_numbers(transfer(&t.b, &t.a, named(&[n])))
+        .await);
+    // The provider sees where the number came from, and who moved it.
+    let all = ok(admin.allocation.list_number_events(events(n)).await).events;
+    let moved = all.last().unwrap();
+    assert_eq!(moved.operation, Op::Transfer as i32);
+    assert_eq!(moved.before.as_ref().unwrap().holder_id, t.b.id);
+    assert_eq!(moved.actor_account_id, t.provider.id);
+    // A sees that it came, not from which sibling, nor which ancestor moved it.
+    let mut a_viewer = app.viewer(&t.a).await;
+    let seen = ok(a_viewer.allocation.list_number_events(events(n)).await).events;
+    assert_eq!(seen.len(), 1);
+    let came = &seen[0];
+    assert_eq!(came.operation, Op::Transfer as i32);
+    let before = came.before.as_ref().unwrap();
+    assert_eq!(before.holder_id, "");
+    assert_eq!(before.status, pb::NumberStatus::Available as i32);
+    assert_eq!(came.after.as_ref().unwrap().holder_id, t.a.id);
+    assert_eq!(came.actor_account_id, "");
+    // GetNumberStateAt answers the same event the same way.
+    let at = ok(a_viewer
+        .allocation
+        .get_number_state_at(state_at(n, came.time))
+        .await);
+    let event = at.event.unwrap();
+    assert_eq!(event.before.unwrap().holder_id, "");
+    assert_eq!(event.actor_account_id, "");
+    assert_eq!(at.state.unwrap().holder_id, t.a.id);
 }

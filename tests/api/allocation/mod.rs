@@ -16,6 +16,7 @@ mod races;
 mod release_unbind;
 mod reserve;
 mod scope;
+mod suspended;
 mod transfer;
 mod withdraw;
 
