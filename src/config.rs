@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// How often expired reservations and finished aging periods are swept.
     #[arg(long, env = "NUMBERING_SWEEP_INTERVAL", value_parser = humantime_secs, default_value = "5")]
     pub sweep_interval: Duration,
+    /// Seconds an answer to a request id is kept for retries (24 h, as Stripe); then it is
+    /// pruned and a retry runs as a first call.
+    #[arg(long, env = "NUMBERING_IDEMPOTENCY_RETENTION", value_parser = retention_secs, default_value = "86400")]
+    pub idempotency_retention: Duration,
 }
 
 fn humantime_secs(s: &str) -> Result<Duration, String> {
@@ -103,4 +107,13 @@ fn humantime_secs(s: &str) -> Result<Duration, String> {
         .filter(|v| *v > 0.0 && *v < 3600.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| "seconds, between 0 and 3600".to_string())
+}
+
+/// A retention: whole seconds, from one second to a year.
+fn retention_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|v| (1..=365 * 86_400).contains(v))
+        .map(Duration::from_secs)
+        .ok_or_else(|| "seconds, between 1 and 31536000 (a year)".to_string())
 }

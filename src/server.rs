@@ -49,6 +49,8 @@ pub struct Settings {
     pub health_interval: Duration,
     /// How often expired reservations and finished aging periods are swept.
     pub sweep_interval: Duration,
+    /// How long answers to request ids are kept for retries.
+    pub idempotency_retention: Duration,
 }
 
 /// Reflection over every service the server answers: ours, health, and the `google.rpc` details
@@ -137,6 +139,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(crate::sweeper::run(
         db.clone(),
         settings.sweep_interval,
+        settings.idempotency_retention,
         drain_rx.clone(),
     ));
     let drain_rx_health = drain_rx.clone();

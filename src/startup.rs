@@ -170,6 +170,7 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                 page_tokens,
                 health_interval: args.health_interval,
                 sweep_interval: args.sweep_interval,
+                idempotency_retention: args.idempotency_retention,
             };
             server::serve(listener, db, settings, shutdown_signal()).await?;
             if let Some(mut pg) = database.embedded {

@@ -1,6 +1,7 @@
 //! Background work: expired reservations and finished aging periods return numbers to
-//! AVAILABLE. Each batch locks its rows with SKIP LOCKED in its own transaction, so several
-//! replicas sweep side by side without ending anything twice or waiting on each other.
+//! AVAILABLE, and stored answers to request ids are deleted once past their retention. Each
+//! batch locks its rows with SKIP LOCKED in its own transaction, so several replicas sweep side
+//! by side without ending anything twice or waiting on each other.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,18 +16,41 @@ use crate::store::allocation::{self as store, Due};
 /// Numbers per transaction: small enough that a batch never holds many locks for long.
 pub const BATCH: i64 = 500;
 
-/// Sweeps every `interval` until draining starts.
-pub async fn run(db: Db, interval: Duration, mut draining: watch::Receiver<bool>) {
+/// Sweeps every `interval` until draining starts; answers to request ids are kept `retention`.
+pub async fn run(
+    db: Db,
+    interval: Duration,
+    retention: Duration,
+    mut draining: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = draining.changed() => break,
         }
+        // The database may be down or not migrated yet; the next round tries again.
         match sweep(&db).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(numbers = n, "swept expired reservations and aging"),
-            // The database may be down or not migrated yet; the next round tries again.
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+        match prune_answers(&db, retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(answers = n, "pruned answers past their retention"),
+            Err(e) => tracing::warn!(error = %e, "pruning answers failed"),
+        }
+    }
+}
+
+/// Deletes every stored answer to a request id older than `retention`, a batch at a time;
+/// answers how many it deleted. A retry after that runs as a first call.
+pub async fn prune_answers(db: &Db, retention: Duration) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = db.prune_answers(retention, BATCH).await?;
+        total += n;
+        if (n as i64) < BATCH {
+            return Ok(total);
         }
     }
 }

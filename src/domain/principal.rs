@@ -27,6 +27,35 @@ impl Role {
     }
 }
 
+/// How much a caller may do, as one ordered level: a stored answer is replayed only to a caller
+/// with at least the authority of the one who asked first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Authority {
+    None,
+    Viewer,
+    Operator,
+    Admin,
+    Platform,
+}
+
+impl Authority {
+    /// The level as stored.
+    pub fn level(self) -> i16 {
+        self as i16
+    }
+
+    /// A stored level; an unknown one is taken as the highest, so it is never replayed to less.
+    pub fn from_level(level: i16) -> Self {
+        match level {
+            0 => Self::None,
+            1 => Self::Viewer,
+            2 => Self::Operator,
+            3 => Self::Admin,
+            _ => Self::Platform,
+        }
+    }
+}
+
 /// The caller, as its token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -91,6 +120,23 @@ impl Principal {
     /// Whether the caller acts as the platform (every account in scope).
     pub fn is_platform(&self) -> bool {
         self.platform
+    }
+
+    /// The account the caller acts for: its own, or `None` for the platform (whose scope is
+    /// every account, whatever account its token names).
+    pub fn acting_account(&self) -> Option<Uuid> {
+        self.account_id.filter(|_| !self.platform)
+    }
+
+    /// The caller's level of authority: the platform's, or its highest role's.
+    pub fn authority(&self) -> Authority {
+        match (self.platform, self.role) {
+            (true, _) => Authority::Platform,
+            (false, Some(Role::Admin)) => Authority::Admin,
+            (false, Some(Role::Operator)) => Authority::Operator,
+            (false, Some(Role::Viewer)) => Authority::Viewer,
+            (false, None) => Authority::None,
+        }
     }
 }
 

@@ -201,6 +201,12 @@ async fn both_accounts(
     Ok((from, to))
 }
 
+/// The numbers a move answered, by id, as they are now and in the order a move answers them:
+/// how a retry of a large move is answered.
+pub async fn moved(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Number>> {
+    numbers::by_ids(db, ids).await
+}
+
 /// Allocate: numbers go down from a holder to one of its descendants.
 pub async fn allocate(tx: &Tx<'_>, caller: &Caller, c: MoveNumbers) -> Result<Vec<Number>> {
     let (from, to) = both_accounts(tx, &caller.principal, c.from, c.to).await?;

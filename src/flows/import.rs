@@ -21,7 +21,7 @@ use crate::domain::number::NumberState;
 use crate::domain::principal::Principal;
 use crate::error::{Error, Result};
 use crate::store::import as store;
-use crate::store::{Db, Fingerprint, Idempotency, Lock, Tx, accounts, numbers};
+use crate::store::{Db, Fingerprint, Idempotency, KEPT_WHOLE, Kept, Lock, Tx, accounts, numbers};
 
 /// The RPC, in the request id's fingerprint as every mutation's is.
 pub const METHOD: &str = "ImportNumbers";
@@ -107,12 +107,7 @@ async fn run(
     let mut client = db.client().await?;
     let tx = client.transaction().await?;
     let validate_only = c.mode == ImportMode::ValidateOnly;
-    let guard = Idempotency::new(
-        &caller.principal.subject,
-        METHOD,
-        &caller.request_id,
-        validate_only,
-    );
+    let guard = Idempotency::new(&caller.principal, METHOD, &caller.request_id, validate_only);
     let previous = guard.claim(&tx).await?;
 
     // The CSV goes from the stream to the parser thread, fingerprinted on the way.
@@ -165,7 +160,9 @@ async fn run(
     copied?;
 
     if let Some(seen) = previous {
-        let response = seen.replay(&fingerprint)?;
+        let Kept::Whole(response) = seen.replay(&caller.principal, &fingerprint)? else {
+            return Err(Error::Internal("an import's report is kept whole".into()));
+        };
         return serde_json::from_slice(&response).map_err(|e| Error::Internal(e.to_string()));
     }
 
@@ -191,14 +188,30 @@ async fn run(
         report.rows_imported =
             store::insert(&tx, c.owner_id, &owner_path, &caller.actor(), &states).await?;
     }
-    let answer = serde_json::to_vec(&report).map_err(|e| Error::Internal(e.to_string()))?;
-    guard.record(&tx, &fingerprint, &answer).await?;
+    guard.record(&tx, &fingerprint, &kept(&report)?).await?;
     if insert {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
     }
     Ok(report)
+}
+
+/// The report as kept for a retry: whole up to [`KEPT_WHOLE`] bytes; above, with every count
+/// but only as many of the first rejected rows as fit (the staged rows a larger list was made
+/// of are gone after the import).
+fn kept(report: &Report) -> Result<Kept> {
+    let encode = |r: &Report| serde_json::to_vec(r).map_err(|e| Error::Internal(e.to_string()));
+    let mut answer = encode(report)?;
+    let mut listed = report.rejected_rows.len();
+    while answer.len() > KEPT_WHOLE && listed > 0 {
+        listed /= 2;
+        answer = encode(&Report {
+            rejected_rows: report.rejected_rows[..listed].to_vec(),
+            ..report.clone()
+        })?;
+    }
+    Ok(Kept::Whole(answer))
 }
 
 /// Rows that the admission of numbers refuses (an account of the owner's tree past its quota,

@@ -52,7 +52,7 @@ impl AllocationService for Allocation {
             numbers: numbers_to_proto(n),
         };
         self.0
-            .mutate(
+            .mutate_numbers(
                 request,
                 |tx, c, cmd| flows::allocate(tx, c, cmd).boxed(),
                 answer,
@@ -68,7 +68,7 @@ impl AllocationService for Allocation {
             numbers: numbers_to_proto(n),
         };
         self.0
-            .mutate(
+            .mutate_numbers(
                 request,
                 |tx, c, cmd| flows::withdraw(tx, c, cmd).boxed(),
                 answer,
@@ -84,7 +84,7 @@ impl AllocationService for Allocation {
             numbers: numbers_to_proto(n),
         };
         self.0
-            .mutate(
+            .mutate_numbers(
                 request,
                 |tx, c, cmd| flows::transfer(tx, c, cmd).boxed(),
                 answer,

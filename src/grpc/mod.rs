@@ -15,12 +15,14 @@ use futures::future::BoxFuture;
 use serde::{Serialize, de::DeserializeOwned};
 use tonic::{Request, Response, Status};
 
+use crate::domain::number::Number;
 use crate::domain::principal::Principal;
 use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
+use crate::flows;
 use crate::flows::Caller;
 use crate::paging::PageTokens;
-use crate::store::{Db, Mutation, Tx};
+use crate::store::{Answered, Db, Mutation, Tx};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -133,6 +135,56 @@ impl AppState {
         F: for<'t> FnOnce(&'t Tx<'t>, &'t Caller, C) -> BoxFuture<'t, Result<D>> + Send + 'static,
         A: FnOnce(D) -> T + Send + 'static,
     {
+        let keep = move |d| Answered::whole(answer(d));
+        self.run(request, run, keep, None::<fn(Vec<Number>) -> T>)
+            .await
+    }
+
+    /// [`Self::mutate`] for the moves of many numbers (allocate, withdraw, transfer), whose
+    /// answer may be thousands of numbers. Above [`crate::store::KEPT_WHOLE`] it is kept as the ids of the
+    /// numbers moved, and a retry answers those numbers, in the first answer's order, as they
+    /// are when it comes: exactly the first answer unless a number changed since, and then its
+    /// etag says so.
+    pub async fn mutate_numbers<R, C, T, F, A>(
+        &self,
+        request: Request<R>,
+        run: F,
+        answer: A,
+    ) -> std::result::Result<Response<T>, Status>
+    where
+        R: Mutating,
+        C: for<'r> TryFrom<&'r R, Error = Error> + Send + 'static,
+        T: prost::Message + Default + 'static,
+        F: for<'t> FnOnce(&'t Tx<'t>, &'t Caller, C) -> BoxFuture<'t, Result<Vec<Number>>>
+            + Send
+            + 'static,
+        A: Fn(Vec<Number>) -> T + Clone + Send + 'static,
+    {
+        let again = answer.clone();
+        let keep = move |numbers: Vec<Number>| Answered {
+            numbers: Some(numbers.iter().map(|n| n.id).collect()),
+            answer: answer(numbers),
+        };
+        self.run(request, run, keep, Some(again)).await
+    }
+
+    /// What both runners share; `again` answers the numbers of an answer kept as their ids.
+    async fn run<R, C, D, T, F, K, G>(
+        &self,
+        request: Request<R>,
+        run: F,
+        keep: K,
+        again: Option<G>,
+    ) -> std::result::Result<Response<T>, Status>
+    where
+        R: Mutating,
+        C: for<'r> TryFrom<&'r R, Error = Error> + Send + 'static,
+        D: Send,
+        T: prost::Message + Default + 'static,
+        F: for<'t> FnOnce(&'t Tx<'t>, &'t Caller, C) -> BoxFuture<'t, Result<D>> + Send + 'static,
+        K: FnOnce(D) -> Answered<T> + Send + 'static,
+        G: FnOnce(Vec<Number>) -> T + Send + 'static,
+    {
         let principal = principal(&request)?;
         let request = request.into_inner();
         let command = command::<R, C>(&request)?;
@@ -140,9 +192,9 @@ impl AppState {
             principal,
             request_id: request.request_id().to_string(),
         };
-        let subject = caller.principal.subject.clone();
+        let who = caller.principal.clone();
         let key = Mutation {
-            actor: &subject,
+            principal: &who,
             method: R::method(),
             request_id: request.request_id(),
             request: request.encode_to_vec(),
@@ -150,9 +202,18 @@ impl AppState {
         };
         let answer = self
             .db
-            .mutate(key, move |tx| {
-                Box::pin(async move { Ok(answer(run(tx, &caller, command).await?)) })
-            })
+            .mutate(
+                key,
+                move |tx| Box::pin(async move { Ok(keep(run(tx, &caller, command).await?)) }),
+                move |tx, ids| {
+                    Box::pin(async move {
+                        let again = again.ok_or_else(|| {
+                            Error::Internal("an answer kept whole has no numbers".into())
+                        })?;
+                        Ok(again(flows::allocation::moved(tx, &ids).await?))
+                    })
+                },
+            )
             .await?;
         Ok(Response::new(answer))
     }

@@ -56,18 +56,57 @@ impl Pool {
     }
 }
 
-/// Takes (locks) up to `n` unused numbers of the pool, without waiting for rows other
-/// transactions hold. The scan starts at a random point of the random `pick` key and wraps
-/// around: concurrent allocators start far apart, and none crawls over the dead index entries
-/// that earlier allocations leave at the head of a pool.
+/// Takes (locks) `n` unused numbers of the pool, or as many as it has once every transaction
+/// holding some of them has finished.
+///
+/// The fast path waits for no one: `SKIP LOCKED` from a random point of the random `pick` key,
+/// wrapping around, so concurrent allocators start far apart and none crawls over the dead
+/// index entries that earlier allocations leave at the head of a pool. It runs behind a
+/// savepoint sent in the same round trip.
+///
+/// When it comes up short, the rows it skipped may belong to a transaction that will roll back
+/// (a validate_only allocation, one refused by a quota): an allocation never fails because
+/// another locked a row it did not end up taking. So the slow path gives back what the fast
+/// path took (rolling back to the savepoint), then locks `n` again waiting on their holders, in
+/// id order: the order every wait on named numbers takes ([`lock_named`]), so two waiters cannot
+/// deadlock, and, holding none of the pool while it waits, it cannot close a cycle with a fast
+/// path that holds some. A row whose holder changed it no longer qualifies and the scan moves
+/// on; what it cannot take after that, the pool really lacks.
 pub async fn pick(db: &impl GenericClient, pool: &Pool, n: i64) -> Result<Vec<Number>> {
     let start: f64 = rand::random();
-    let mut taken = pick_from(db, pool, ">=", start, n).await?;
+    let ((), mut taken) = futures::try_join!(
+        async { Ok(db.batch_execute("SAVEPOINT pick").await?) },
+        pick_from(db, pool, ">=", start, n),
+    )?;
     let short = n - taken.len() as i64;
     if short > 0 {
         taken.extend(pick_from(db, pool, "<", start, short).await?);
     }
-    Ok(taken)
+    if (taken.len() as i64) == n {
+        return Ok(taken);
+    }
+    db.batch_execute("ROLLBACK TO SAVEPOINT pick").await?;
+    pick_waiting(db, pool, n).await
+}
+
+/// Locks up to `n` unused numbers of the pool in id order, waiting for rows other transactions
+/// hold.
+async fn pick_waiting(db: &impl GenericClient, pool: &Pool, n: i64) -> Result<Vec<Number>> {
+    let (filter, mut params) = pool.filter();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM numbers
+         WHERE holder_id = $1 AND status = 'available'{filter}
+         ORDER BY id LIMIT ${}
+         FOR UPDATE",
+        params.len() + 1
+    );
+    params.push(&n);
+    Ok(db
+        .query(&sql, &params)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
 }
 
 async fn pick_from(

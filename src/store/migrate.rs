@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "series_of",
         include_str!("../../migrations/0003_series_of.sql"),
     ),
+    (
+        4,
+        "idempotency_keys",
+        include_str!("../../migrations/0004_idempotency_keys.sql"),
+    ),
 ];
 
 /// Any fixed key; it only has to be the same for every replica.

@@ -16,7 +16,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transacti
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
+use uuid::Uuid;
 
+use crate::domain::principal::{Authority, Principal};
 use crate::error::{Error, Result};
 
 pub use deadpool_postgres::GenericClient;
@@ -64,15 +66,46 @@ pub struct Db {
 
 /// What identifies one mutation for AIP-155 idempotency.
 pub struct Mutation<'a> {
-    /// The caller's subject: request ids are per caller.
-    pub actor: &'a str,
-    /// The RPC, part of the fingerprint.
+    /// The caller: request ids are per (account it acts for, subject), and a stored answer is
+    /// replayed only to as much authority as the first caller had.
+    pub principal: &'a Principal,
+    /// The RPC: part of the key and of the fingerprint.
     pub method: &'static str,
     pub request_id: &'a str,
     /// The encoded request; a retry must send the same.
     pub request: Vec<u8>,
     /// Run the whole change, answer, then roll it back.
     pub validate_only: bool,
+}
+
+/// Answers up to this size are kept whole for a retry. A larger answer made of numbers is kept
+/// as their ids (16 bytes a number) and re-read on a replay.
+pub const KEPT_WHOLE: usize = 64 * 1024;
+
+/// What a mutation answers, and, when the answer is a list of numbers, their ids in its order:
+/// what a large answer is kept as.
+pub struct Answered<T> {
+    pub answer: T,
+    pub numbers: Option<Vec<Uuid>>,
+}
+
+impl<T> Answered<T> {
+    /// An answer kept whole, whatever its size (one account, one number, a batch's results).
+    pub fn whole(answer: T) -> Self {
+        Self {
+            answer,
+            numbers: None,
+        }
+    }
+}
+
+/// How an answer is kept for its request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// The encoded answer.
+    Whole(Vec<u8>),
+    /// The numbers the answer carries, in its order.
+    Numbers(Vec<Uuid>),
 }
 
 impl Db {
@@ -115,34 +148,59 @@ impl Db {
     }
 
     /// Runs `change` in one transaction. A request id seen before with the same request returns
-    /// the first answer without running it again; with a different request it is refused.
-    /// Validate-only runs the change whole (every rule the database checks included) and rolls
-    /// it back.
-    pub async fn mutate<T, F>(&self, m: Mutation<'_>, change: F) -> Result<T>
+    /// the first answer without running it again (re-read by `reread` when it was kept as
+    /// numbers); with a different request it is refused. Validate-only runs the change whole
+    /// (every rule the database checks included) and rolls it back.
+    pub async fn mutate<T, F, R>(&self, m: Mutation<'_>, change: F, reread: R) -> Result<T>
     where
         T: prost::Message + Default,
-        F: for<'t> FnOnce(&'t Transaction<'t>) -> BoxFuture<'t, Result<T>>,
+        F: for<'t> FnOnce(&'t Transaction<'t>) -> BoxFuture<'t, Result<Answered<T>>>,
+        R: for<'t> FnOnce(&'t Transaction<'t>, Vec<Uuid>) -> BoxFuture<'t, Result<T>>,
     {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let guard = Idempotency::new(m.actor, m.method, m.request_id, m.validate_only);
+        let guard = Idempotency::new(m.principal, m.method, m.request_id, m.validate_only);
         let mut fingerprint = Fingerprint::new(m.method);
         fingerprint.update(&m.request);
         let fingerprint = fingerprint.finish();
         if let Some(seen) = guard.claim(&tx).await? {
-            let response = seen.replay(&fingerprint)?;
-            return T::decode(response.as_slice()).map_err(|e| Error::Internal(e.to_string()));
+            return match seen.replay(m.principal, &fingerprint)? {
+                Kept::Whole(response) => {
+                    T::decode(response.as_slice()).map_err(|e| Error::Internal(e.to_string()))
+                }
+                Kept::Numbers(ids) => reread(&tx, ids).await,
+            };
         }
-        let answer = change(&tx).await?;
+        let Answered { answer, numbers } = change(&tx).await?;
         if m.validate_only {
             tx.rollback().await?;
             return Ok(answer);
         }
-        guard
-            .record(&tx, &fingerprint, &answer.encode_to_vec())
-            .await?;
+        let encoded = answer.encode_to_vec();
+        let kept = match numbers {
+            Some(ids) if encoded.len() > KEPT_WHOLE => Kept::Numbers(ids),
+            _ => Kept::Whole(encoded),
+        };
+        guard.record(&tx, &fingerprint, &kept).await?;
         tx.commit().await?;
         Ok(answer)
+    }
+
+    /// Deletes up to `limit` stored answers older than `retention`, oldest first, skipping rows
+    /// another replica's sweeper is deleting; answers how many it deleted.
+    pub async fn prune_answers(&self, retention: Duration, limit: i64) -> Result<u64> {
+        let client = self.client().await?;
+        let older_than = std::time::SystemTime::now()
+            .checked_sub(retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        Ok(client
+            .execute(
+                "DELETE FROM idempotency WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM idempotency WHERE create_time < $1
+                     ORDER BY create_time LIMIT $2 FOR UPDATE SKIP LOCKED))",
+                &[&older_than, &limit],
+            )
+            .await?)
     }
 }
 
@@ -169,27 +227,43 @@ impl Fingerprint {
 }
 
 /// The request id of one mutation (AIP-155), guarded for the length of its transaction: every
-/// mutation, unary or streamed, claims and records through this one type.
+/// mutation, unary or streamed, claims and records through this one type. The key is (account
+/// the caller acts for, subject, method, request id): another tenant's token with the same
+/// subject, or another RPC, is another key, so a claim finds only the caller's own requests.
 pub struct Idempotency<'a> {
+    /// The nil UUID for the platform.
+    account: Uuid,
     actor: &'a str,
+    authority: Authority,
     method: &'a str,
     request_id: &'a str,
     /// No request id, or validate-only (which records nothing): nothing to claim or record.
     keyed: bool,
 }
 
-/// A request id already answered: the fingerprint of its request and its answer.
+/// A request id already answered: who may see its answer, the fingerprint of its request, and
+/// its answer.
 pub struct Seen {
+    authority: Authority,
     fingerprint: Vec<u8>,
-    response: Vec<u8>,
+    kept: Kept,
 }
 
 impl Seen {
-    /// The first answer, if the retry carries the same request; a request id is never reused
-    /// for another request.
-    pub fn replay(self, fingerprint: &[u8]) -> Result<Vec<u8>> {
-        if self.fingerprint == fingerprint {
-            Ok(self.response)
+    /// The first answer, if the caller may see it and the retry carries the same request; a
+    /// request id is never reused for another request.
+    ///
+    /// Authority first: the key already pins the caller's account and subject, so its scope is
+    /// the first caller's; what can differ is the role its token carries now. Replaying only to
+    /// at least the first caller's authority (a viewer never gets an admin's answer) is the same
+    /// authorisation the first call passed, without running the use case's checks against a
+    /// world the first call changed. A lesser caller is refused as a first call of its own
+    /// would be refused: PERMISSION_DENIED, learning nothing of the stored request.
+    pub fn replay(self, p: &Principal, fingerprint: &[u8]) -> Result<Kept> {
+        if p.authority() < self.authority {
+            Err(Error::PermissionDenied)
+        } else if self.fingerprint == fingerprint {
+            Ok(self.kept)
         } else {
             Err(Error::RequestIdReused)
         }
@@ -197,9 +271,16 @@ impl Seen {
 }
 
 impl<'a> Idempotency<'a> {
-    pub fn new(actor: &'a str, method: &'a str, request_id: &'a str, validate_only: bool) -> Self {
+    pub fn new(
+        p: &'a Principal,
+        method: &'a str,
+        request_id: &'a str,
+        validate_only: bool,
+    ) -> Self {
         Self {
-            actor,
+            account: p.acting_account().unwrap_or(Uuid::nil()),
+            actor: &p.subject,
+            authority: p.authority(),
             method,
             request_id,
             keyed: !request_id.is_empty() && !validate_only,
@@ -212,20 +293,27 @@ impl<'a> Idempotency<'a> {
         if !self.keyed {
             return Ok(None);
         }
+        let account = self.account.to_string();
         tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
-            &[&self.actor, &self.request_id],
+            "SELECT pg_advisory_xact_lock(hashtextextended(
+                 $1 || '/' || $2 || '/' || $3 || '/' || $4, 0))",
+            &[&account, &self.actor, &self.method, &self.request_id],
         )
         .await?;
         Ok(tx
             .query_opt(
-                "SELECT fingerprint, response FROM idempotency WHERE actor = $1 AND request_id = $2",
-                &[&self.actor, &self.request_id],
+                "SELECT authority, fingerprint, response, numbers FROM idempotency
+                 WHERE account_id = $1 AND actor = $2 AND method = $3 AND request_id = $4",
+                &[&self.account, &self.actor, &self.method, &self.request_id],
             )
             .await?
             .map(|row| Seen {
-                fingerprint: row.get(0),
-                response: row.get(1),
+                authority: Authority::from_level(row.get(0)),
+                fingerprint: row.get(1),
+                kept: match row.get::<_, Option<Vec<u8>>>(2) {
+                    Some(response) => Kept::Whole(response),
+                    None => Kept::Numbers(row.get::<_, Option<Vec<Uuid>>>(3).unwrap_or_default()),
+                },
             }))
     }
 
@@ -234,23 +322,82 @@ impl<'a> Idempotency<'a> {
         &self,
         tx: &Transaction<'_>,
         fingerprint: &[u8],
-        response: &[u8],
+        kept: &Kept,
     ) -> Result<()> {
         if !self.keyed {
             return Ok(());
         }
+        let (response, numbers) = match kept {
+            Kept::Whole(bytes) => (Some(bytes), None),
+            Kept::Numbers(ids) => (None, Some(ids)),
+        };
         tx.execute(
-            "INSERT INTO idempotency (actor, request_id, method, fingerprint, response)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO idempotency (account_id, actor, method, request_id, authority,
+                 fingerprint, response, numbers)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
+                &self.account,
                 &self.actor,
-                &self.request_id,
                 &self.method,
+                &self.request_id,
+                &self.authority.level(),
                 &fingerprint,
                 &response,
+                &numbers,
             ],
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::{Kept, Seen};
+    use crate::domain::principal::{Authority, Principal, Role};
+    use crate::error::Error;
+
+    fn caller(role: Role) -> Principal {
+        Principal {
+            subject: "user-42".into(),
+            account_id: Some(Uuid::new_v4()),
+            role: Some(role),
+            platform: false,
+        }
+    }
+
+    fn seen_by(authority: Authority) -> Seen {
+        Seen {
+            authority,
+            fingerprint: vec![1],
+            kept: Kept::Whole(vec![2]),
+        }
+    }
+
+    #[test]
+    fn an_answer_is_replayed_only_to_as_much_authority_and_the_same_request() {
+        let admins = || seen_by(Authority::Admin);
+        assert_eq!(
+            admins().replay(&caller(Role::Admin), &[1]),
+            Ok(Kept::Whole(vec![2]))
+        );
+        assert_eq!(
+            admins().replay(&caller(Role::Admin), &[9]),
+            Err(Error::RequestIdReused)
+        );
+        // A lesser caller learns nothing, not even whether its request matches.
+        for fingerprint in [[1], [9]] {
+            assert_eq!(
+                admins().replay(&caller(Role::Viewer), &fingerprint),
+                Err(Error::PermissionDenied)
+            );
+        }
+        assert!(
+            seen_by(Authority::Operator)
+                .replay(&caller(Role::Admin), &[1])
+                .is_ok()
+        );
     }
 }

@@ -100,6 +100,20 @@ pub async fn find(db: &impl GenericClient, key: &Key, lock: Lock) -> Result<Numb
         .ok_or_else(|| not_found(&key.to_string()))
 }
 
+/// Numbers by id, in the order of `ids` (ids that name no number are left out).
+pub async fn by_ids(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Number>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, ord)
+         JOIN numbers USING (id) ORDER BY u.ord"
+    );
+    Ok(db
+        .query(&sql, &[&ids])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
 /// The series a number of `owner` belongs to: the one with the longest matching prefix.
 pub async fn series_for(db: &impl GenericClient, owner: Uuid, e164: &str) -> Result<Option<Uuid>> {
     Ok(db

@@ -4,6 +4,7 @@ mod allocation;
 mod auth;
 mod health;
 mod helpers;
+mod idempotency;
 mod import;
 mod metrics;
 mod model;

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::stocked;
-use crate::helpers::violated_preconditions;
+use numbering_client::v1 as pb;
+
+use crate::helpers::{ok, violated_preconditions};
 use crate::requests::{agent, allocate_quantity, assign};
 
 #[tokio::test]
@@ -88,4 +90,94 @@ async fn concurrent_assigns_of_one_number_let_exactly_one_win() {
     }
     // Its `add` event, and the one assignment.
     assert_eq!(app.row(&numbers[0]).await.events, 2);
+}
+
+#[tokio::test]
+async fn an_allocation_waits_for_numbers_another_transaction_locked_and_takes_them_when_it_rolls_back()
+ {
+    let (mut app, t, _, admin) = stocked(3).await;
+    // A transaction that locks the whole pool and will roll back (a dry run, say).
+    let holder = app.sql.transaction().await.expect("begin");
+    let locked = holder
+        .query(
+            "SELECT id FROM numbers WHERE status = 'available' FOR UPDATE",
+            &[],
+        )
+        .await
+        .expect("lock the pool");
+    assert_eq!(locked.len(), 3);
+
+    let (from, to, mut c) = (t.provider.clone(), t.a.clone(), admin.clone());
+    let call = tokio::spawn(async move {
+        c.allocation
+            .allocate_numbers(allocate_quantity(&from, &to, 2))
+            .await
+    });
+    // Until the call answers or waits on the pool's locks.
+    for _ in 0..400 {
+        let waiting: i64 = holder
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("read the locks")
+            .get(0);
+        if waiting > 0 || call.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    holder.rollback().await.expect("roll back");
+
+    let moved = ok(call.await.expect("the call ran")).numbers;
+    assert_eq!(moved.len(), 2);
+    assert!(moved.iter().all(|n| n.holder_id == t.a.id));
+    assert_eq!(app.held(&t.a, "available").await, 2);
+}
+
+#[tokio::test]
+async fn allocations_of_one_never_fail_beside_dry_runs_and_quota_refused_allocations_of_five() {
+    const ALLOCATIONS: usize = 30;
+    // Always at least 4 unused numbers left in the pool.
+    let (app, t, _, admin) = stocked(ALLOCATIONS as u64 + 4).await;
+    app.set_quota(&t.b, 1).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beside = |request: pb::AllocateNumbersRequest| {
+        let (mut c, done) = (admin.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // Refused or rolled back: they only lock rows for a while.
+                let _ = c.allocation.allocate_numbers(request.clone()).await;
+            }
+        })
+    };
+    let dry_run = pb::AllocateNumbersRequest {
+        validate_only: true,
+        ..allocate_quantity(&t.provider, &t.a1, 5)
+    };
+    let refused = allocate_quantity(&t.provider, &t.b, 5);
+    let others = vec![
+        beside(dry_run.clone()),
+        beside(dry_run),
+        beside(refused.clone()),
+        beside(refused),
+    ];
+
+    let mut c = admin.clone();
+    let mut failed = Vec::new();
+    for _ in 0..ALLOCATIONS {
+        if let Err(status) = c
+            .allocation
+            .allocate_numbers(allocate_quantity(&t.provider, &t.a, 1))
+            .await
+        {
+            failed.push(violated_preconditions(&status));
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    futures::future::join_all(others).await;
+    eprintln!("{} of {ALLOCATIONS} allocations of 1 failed", failed.len());
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    assert_eq!(app.held(&t.a, "available").await, ALLOCATIONS as i64);
 }

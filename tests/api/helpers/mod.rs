@@ -179,6 +179,7 @@ pub fn settings(auth: Authenticator) -> Settings {
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_millis(50),
         sweep_interval: Duration::from_millis(100),
+        idempotency_retention: Duration::from_secs(86_400),
     }
 }
 
