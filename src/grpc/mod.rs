@@ -4,6 +4,7 @@
 //! helper ([`Page`]), and every error through one conversion ([`status`]).
 
 pub mod allocation;
+pub mod codec;
 pub mod convert;
 pub mod number_pool;
 pub mod parse;

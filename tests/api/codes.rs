@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use numbering_client::v1 as pb;
 use tonic::Code;
 
-use crate::helpers::{assert_error, ok, spawn_app};
+use crate::helpers::{assert_error, spawn_app};
 use crate::requests::{add_number, mask, update_account};
 
 /// What a status costs on the wire: its message and its encoded details.
@@ -84,4 +84,84 @@ async fn many_bad_items_are_named_within_a_few_kilobytes() {
         Some("requests[0].assignee")
     );
     assert_eq!(fields.last().map(String::as_str), Some("…"));
+}
+
+/// Sends `body` as it is, in one gRPC frame, to `path`, acting as the platform.
+async fn raw_call(endpoint: &str, path: &'static str, body: Vec<u8>) -> tonic::Status {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(body);
+    let token = crate::helpers::token(crate::helpers::As::Platform);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    grpc.unary::<_, Vec<u8>, _>(
+        request,
+        http::uri::PathAndQuery::from_static(path),
+        raw::Bytes,
+    )
+    .await
+    .expect_err("the server cannot read the request")
+}
+
+mod raw {
+    //! A codec that sends and receives bytes as they are.
+    use bytes::{Buf, BufMut};
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    pub struct Bytes;
+
+    impl Codec for Bytes {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Bytes;
+        type Decoder = Bytes;
+        fn encoder(&mut self) -> Bytes {
+            Bytes
+        }
+        fn decoder(&mut self) -> Bytes {
+            Bytes
+        }
+    }
+
+    impl Encoder for Bytes {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for Bytes {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+            Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_does_not_decode_is_invalid_argument_not_internal() {
+    let app = spawn_app().await;
+    // GetAccountRequest { id: <field 1, a string> }.
+    let not_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
+    let truncated = vec![0x0a, 0x10, b'a'];
+    for body in [not_utf8, truncated] {
+        let status = raw_call(
+            &app.endpoint,
+            "/numbering.v1.TenancyService/GetAccount",
+            body.clone(),
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{body:?}: {status:?}");
+        assert_eq!(crate::helpers::violated_fields(&status), ["request"]);
+    }
 }
