@@ -2,9 +2,11 @@
 //! big the input), what the database or the weather did is UNAVAILABLE with a RetryInfo.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use numbering_client::v1 as pb;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::helpers::{assert_error, spawn_app};
 use crate::requests::{add_number, mask, update_account};
@@ -164,4 +166,71 @@ async fn a_request_that_does_not_decode_is_invalid_argument_not_internal() {
         assert_eq!(status.code(), Code::InvalidArgument, "{body:?}: {status:?}");
         assert_eq!(crate::helpers::violated_fields(&status), ["request"]);
     }
+}
+
+/// The RetryInfo delay of an UNAVAILABLE answer; fails when there is none.
+fn retry_delay(status: &tonic::Status) -> std::time::Duration {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    status
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("UNAVAILABLE carries a RetryInfo")
+}
+
+#[tokio::test]
+async fn calls_to_a_server_whose_database_is_unreachable_answer_unavailable_with_retry_info() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    // A port where no PostgreSQL listens: connections are refused.
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(crate::helpers::free_port())
+        .user("postgres")
+        .dbname("none")
+        .connect_timeout(Duration::from_millis(200));
+    let db = numbering::store::Db::new(config, 1).unwrap();
+    tokio::spawn(numbering::server::serve(
+        listener,
+        db,
+        crate::helpers::settings(numbering::auth::Authenticator::disabled()),
+        std::future::pending(),
+    ));
+    let mut c = numbering_client::connect(endpoint, None).await.unwrap();
+    for _ in 0..3 {
+        let answer = c
+            .tenancy
+            .get_account(crate::requests::get_account(
+                &uuid::Uuid::new_v4().to_string(),
+            ))
+            .await;
+        assert!(retry_delay(&answer.unwrap_err()) > Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_schema_lost_under_a_running_server_turns_health_not_serving_and_calls_unavailable() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    app.sql
+        .batch_execute("DROP TABLE schema_migrations")
+        .await
+        .unwrap();
+    let mut health = app.health().await;
+    for _ in 0..100 {
+        if health == ServingStatus::NotServing as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        health = app.health().await;
+    }
+    assert_eq!(health, ServingStatus::NotServing as i32);
+    let answer = app
+        .platform()
+        .tenancy
+        .get_account(crate::requests::get_account(&provider.id))
+        .await;
+    retry_delay(&answer.unwrap_err());
 }
