@@ -234,3 +234,91 @@ async fn a_schema_lost_under_a_running_server_turns_health_not_serving_and_calls
         .await;
     retry_delay(&answer.unwrap_err());
 }
+
+/// Times outside the protobuf Timestamp range: years ±300,000 and 10^15 seconds.
+fn out_of_range_times() -> Vec<prost_types::Timestamp> {
+    let year = 31_556_952_i64;
+    [300_000 * year, -300_000 * year, 1_000_000_000_000_000]
+        .into_iter()
+        .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_time_outside_the_timestamp_range_is_invalid_argument_naming_the_field() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let number = app.add_number(&provider, "+13035550100").await;
+    let mut c = app.admin(&provider).await;
+    for t in out_of_range_times() {
+        crate::helpers::assert_invalid(
+            c.allocation
+                .get_number_state_at(crate::requests::state_at(&number.e164, Some(t)))
+                .await,
+            &["time"],
+        );
+        let mut reserve = crate::requests::reserve(&number.e164, "reception");
+        if let Some(r) = reserve.reservation.as_mut() {
+            r.expire_time = Some(t);
+        }
+        crate::helpers::assert_invalid(
+            c.allocation.reserve_number(reserve).await,
+            &["reservation.expire_time"],
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_account_tree_stops_at_its_documented_depth() {
+    let app = spawn_app().await;
+    let mut parent = app.provider("Acme").await;
+    for _ in 0..numbering::domain::account::MAX_DEPTH {
+        parent = app.child(&parent, "level").await;
+    }
+    let status = crate::helpers::assert_violates(
+        app.platform()
+            .tenancy
+            .create_account(crate::requests::create_account(&parent.id, "too deep"))
+            .await,
+        "ACCOUNT_TREE_TOO_DEEP",
+    );
+    assert!(status.message().contains("32"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn oversized_masks_page_tokens_and_filters_are_invalid_argument() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.admin(&provider).await;
+    let paths: Vec<String> = (0..33).map(|i| format!("labels{i}")).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    crate::helpers::assert_invalid(
+        c.tenancy
+            .update_account(update_account(provider.clone(), &paths))
+            .await,
+        &["update_mask"],
+    );
+    let status = assert_error(
+        c.number_pool
+            .list_numbers(pb::ListNumbersRequest {
+                page_token: "A".repeat(4096),
+                ..crate::requests::list_numbers(pb::NumberFilter {
+                    holder_id: provider.id.clone(),
+                    ..Default::default()
+                })
+            })
+            .await,
+        Code::InvalidArgument,
+    );
+    assert!(status.message().contains("at most 512 bytes"), "{status:?}");
+    crate::helpers::assert_invalid(
+        c.number_pool
+            .list_numbers(crate::requests::list_numbers(pb::NumberFilter {
+                holder_id: provider.id.clone(),
+                statuses: vec![pb::NumberStatus::Available as i32; 10_000],
+                ..Default::default()
+            }))
+            .await,
+        &["filter.statuses"],
+    );
+}
