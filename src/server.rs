@@ -158,6 +158,17 @@ async fn watch_database(
     set_health(&reporter, ServingStatus::NotServing).await;
 }
 
+/// The span of one call, entered while it runs, so that every line it logs (an INTERNAL's
+/// cause among them) names its method and, once the mutation runner records it, its request
+/// id. At ERROR level: it must be on the lines it exists for whatever the log filter.
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    tracing::error_span!(
+        "call",
+        method = %crate::error::bounded(request.uri().path(), crate::error::MAX_ECHO_BYTES),
+        request_id = tracing::field::Empty,
+    )
+}
+
 /// Serves on `listener` until `shutdown` completes, then stops accepting, finishes in-flight
 /// calls and returns.
 pub async fn serve(
@@ -217,7 +228,7 @@ pub async fn serve(
         let _ = drain_tx.send(true);
     };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().trace_fn(call_span);
     let mut plain_health = None;
     if let Some(tls) = settings.tls {
         builder = builder.tls_config(

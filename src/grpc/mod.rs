@@ -137,6 +137,9 @@ impl AppState {
         let principal = principal(&request)?;
         let request = request.into_inner();
         let command = command::<R, C>(&request)?;
+        if !request.request_id().is_empty() {
+            tracing::Span::current().record("request_id", request.request_id());
+        }
         let caller = Caller {
             principal,
             request_id: request.request_id().to_string(),

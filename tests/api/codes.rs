@@ -322,3 +322,78 @@ async fn oversized_masks_page_tokens_and_filters_are_invalid_argument() {
         &["filter.statuses"],
     );
 }
+
+/// Everything logged while it lives, from the test's thread (and so from a server spawned on
+/// the test's single-threaded runtime).
+struct CapturedLog {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl CapturedLog {
+    fn start() -> Self {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        Self {
+            lines,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lines.lock().unwrap()).to_string()
+    }
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_internal_error_is_logged_with_its_whole_cause_its_method_and_request_id() {
+    let log = CapturedLog::start();
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    // A rule the server does not know: tripping it is a bug of ours, INTERNAL.
+    app.sql
+        .batch_execute(
+            "ALTER TABLE accounts ADD CONSTRAINT surprise_rule CHECK (display_name <> 'boom')",
+        )
+        .await
+        .unwrap();
+    let mut request = crate::requests::create_account(&provider.id, "boom");
+    request.request_id = "req-internal-42".into();
+    let status = assert_error(
+        app.platform().tenancy.create_account(request).await,
+        Code::Internal,
+    );
+    assert!(!status.message().contains("surprise_rule"), "{status:?}");
+    let line = log
+        .text()
+        .lines()
+        .find(|l| l.contains("internal error"))
+        .map(str::to_string)
+        .expect("the INTERNAL is logged");
+    for part in [
+        "CreateAccount",
+        "req-internal-42",
+        "23514",
+        "violates check constraint",
+        "surprise_rule",
+    ] {
+        assert!(line.contains(part), "{part} missing from {line}");
+    }
+}
