@@ -323,31 +323,32 @@ async fn oversized_masks_page_tokens_and_filters_are_invalid_argument() {
     );
 }
 
-/// Everything logged while it lives, from the test's thread (and so from a server spawned on
-/// the test's single-threaded runtime).
-struct CapturedLog {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    _guard: tracing::subscriber::DefaultGuard,
-}
-
-impl CapturedLog {
-    fn start() -> Self {
+/// What the whole test binary logs at ERROR level, from every thread, from the first call on.
+/// Global, because a server's spans and events may be made on any thread of any runtime.
+fn error_log() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = lines.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(tracing::Level::ERROR)
             .with_writer(move || LogWriter(writer.clone()))
             .finish();
-        Self {
-            lines,
-            _guard: tracing::subscriber::set_default(subscriber),
-        }
-    }
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        lines
+    })
+}
 
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.lines.lock().unwrap()).to_string()
-    }
+/// The lines logged so far that contain `needle`.
+fn logged(needle: &str) -> Vec<String> {
+    let bytes = error_log().lock().map(|l| l.clone()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
 }
 
 struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -364,7 +365,7 @@ impl std::io::Write for LogWriter {
 
 #[tokio::test]
 async fn an_internal_error_is_logged_with_its_whole_cause_its_method_and_request_id() {
-    let log = CapturedLog::start();
+    error_log();
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
     // A rule the server does not know: tripping it is a bug of ours, INTERNAL.
@@ -381,11 +382,9 @@ async fn an_internal_error_is_logged_with_its_whole_cause_its_method_and_request
         Code::Internal,
     );
     assert!(!status.message().contains("surprise_rule"), "{status:?}");
-    let line = log
-        .text()
-        .lines()
+    let line = logged("req-internal-42")
+        .into_iter()
         .find(|l| l.contains("internal error"))
-        .map(str::to_string)
         .expect("the INTERNAL is logged");
     for part in [
         "CreateAccount",
