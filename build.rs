@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .extern_path(".numbering.v1", "::numbering_client::v1")
         .extern_path(".google.rpc", "::tonic_types::pb")
+        // Our codec: a request that does not decode is INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::grpc::codec::ProtoCodec")
         .build_client(false)
         .build_server(true)
         .compile_fds(fds)?;

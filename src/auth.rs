@@ -2,6 +2,7 @@
 //! request's extensions. Signed by the platform with an HS256 secret, or RS256 / ES256 keys.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
@@ -15,6 +16,10 @@ use crate::error::Error;
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    /// When the token was issued; without it, its lifetime counts from now.
+    #[serde(default)]
+    iat: Option<u64>,
     /// The account the caller acts for.
     #[serde(default)]
     account: Option<String>,
@@ -27,7 +32,15 @@ struct Claims {
 #[derive(Clone)]
 pub struct Authenticator {
     verifier: Option<Arc<(DecodingKey, Validation)>>,
+    max_lifetime: Duration,
 }
+
+/// The longest a token may live (`exp - iat`) unless configured otherwise: a leaked token
+/// cannot stay good for years.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Most bytes of a token's `sub`: it keys the caller's request ids.
+pub const MAX_SUBJECT_BYTES: usize = 256;
 
 /// Where the verification key comes from.
 pub enum KeySource {
@@ -38,7 +51,18 @@ pub enum KeySource {
 
 impl Authenticator {
     pub fn disabled() -> Self {
-        Self { verifier: None }
+        Self {
+            verifier: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        }
+    }
+
+    /// Refuses tokens that live longer than `max` (`exp - iat`, or `exp - now` without `iat`).
+    pub fn with_max_lifetime(self, max: Duration) -> Self {
+        Self {
+            max_lifetime: max,
+            ..self
+        }
     }
 
     pub fn new(
@@ -63,7 +87,12 @@ impl Authenticator {
             },
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience is required, not only checked when present.
+        let mut required = vec!["exp", "sub"];
+        required.extend(issuer.map(|_| "iss"));
+        required.extend(audience.map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         if let Some(iss) = issuer {
             validation.set_issuer(&[iss]);
@@ -74,6 +103,7 @@ impl Authenticator {
         }
         Ok(Self {
             verifier: Some(Arc::new((key, validation))),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         })
     }
 
@@ -95,11 +125,28 @@ impl Authenticator {
         let claims = decode::<Claims>(token.trim(), &verifier.0, &verifier.1)
             .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?
             .claims;
+        let issued = claims
+            .iat
+            .unwrap_or_else(jsonwebtoken::get_current_timestamp);
+        if claims.exp.saturating_sub(issued) > self.max_lifetime.as_secs() {
+            return Err(unauthenticated(&format!(
+                "the token lives longer than {} s (exp - iat)",
+                self.max_lifetime.as_secs()
+            )));
+        }
         principal(claims)
     }
 }
 
 fn principal(claims: Claims) -> Result<Principal, Error> {
+    if claims.sub.trim().is_empty() {
+        return Err(Error::Unauthenticated("the token's sub is empty".into()));
+    }
+    if claims.sub.len() > MAX_SUBJECT_BYTES || claims.sub.chars().any(char::is_control) {
+        return Err(Error::Unauthenticated(format!(
+            "the token's sub must be printable, at most {MAX_SUBJECT_BYTES} bytes"
+        )));
+    }
     let platform = claims.roles.iter().any(|r| r == "platform");
     let role = claims.roles.iter().filter_map(|r| Role::parse(r)).max();
     let account_id = match claims.account.as_deref() {
@@ -200,6 +247,78 @@ mod tests {
             EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/es256-test-private.pem"))
                 .unwrap(),
         );
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn hs256(issuer: Option<&str>, audience: Option<&str>) -> Authenticator {
+        Authenticator::new(KeySource::Hs256Secret(SECRET.to_vec()), issuer, audience).unwrap()
+    }
+
+    /// What `auth` answers for a token of `claims`: the refusal's message, or "ok".
+    fn answer(auth: &Authenticator, claims: &serde_json::Value) -> String {
+        let token = encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        match auth.authenticate(Some(&format!("Bearer {token}"))) {
+            Ok(_) => "ok".into(),
+            Err(Error::Unauthenticated(why)) => why,
+            Err(other) => panic!("not UNAUTHENTICATED: {other:?}"),
+        }
+    }
+
+    fn good() -> serde_json::Value {
+        let now = jsonwebtoken::get_current_timestamp();
+        json!({"sub": "svc", "roles": ["platform"], "iat": now, "exp": now + 600,
+               "iss": "issuer", "aud": "numbering"})
+    }
+
+    #[test]
+    fn a_configured_issuer_or_audience_must_be_in_the_token() {
+        let auth = hs256(Some("issuer"), Some("numbering"));
+        assert_eq!(answer(&auth, &good()), "ok");
+        for claim in ["iss", "aud"] {
+            let mut claims = good();
+            claims.as_object_mut().unwrap().remove(claim);
+            assert!(answer(&auth, &claims).contains(claim), "{claim}");
+        }
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_refused() {
+        let auth = hs256(None, None);
+        let mut claims = good();
+        claims["nbf"] = (jsonwebtoken::get_current_timestamp() + 300).into();
+        assert!(answer(&auth, &claims).contains("ImmatureSignature"));
+    }
+
+    #[test]
+    fn a_subject_must_be_non_empty_and_printable() {
+        let auth = hs256(None, None);
+        for sub in ["", "  ", "a\0b", "line\nbreak", "\u{7f}"] {
+            let mut claims = good();
+            claims["sub"] = sub.into();
+            assert!(answer(&auth, &claims).contains("sub"), "{sub:?}");
+        }
+        let mut claims = good();
+        claims["sub"] = "x".repeat(MAX_SUBJECT_BYTES + 1).into();
+        assert!(answer(&auth, &claims).contains("sub"));
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused() {
+        let auth = hs256(None, None).with_max_lifetime(Duration::from_secs(3600));
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut claims = good();
+        claims["exp"] = (now + 3600 * 24 * 365).into();
+        assert!(answer(&auth, &claims).contains("lives longer"));
+        claims.as_object_mut().unwrap().remove("iat");
+        assert!(answer(&auth, &claims).contains("lives longer"));
+        claims["exp"] = (now + 1800).into();
+        assert_eq!(answer(&auth, &claims), "ok");
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// Required `aud` claim.
     #[arg(long, env = "NUMBERING_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Longest lifetime of a token (`exp - iat`, or `exp - now` without `iat`), in seconds.
+    #[arg(long, env = "NUMBERING_JWT_MAX_LIFETIME", value_parser = lifetime_secs, default_value = "86400")]
+    pub jwt_max_lifetime: Duration,
     /// PEM certificate chain: serve gRPC over TLS (with --tls-key-file).
     #[arg(long, env = "NUMBERING_TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
@@ -99,6 +102,14 @@ pub struct ServeArgs {
     /// pruned and a retry runs as a first call.
     #[arg(long, env = "NUMBERING_IDEMPOTENCY_RETENTION", value_parser = retention_secs, default_value = "86400")]
     pub idempotency_retention: Duration,
+}
+
+fn lifetime_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|v| (60..=366 * 86400).contains(v))
+        .map(Duration::from_secs)
+        .ok_or_else(|| "seconds, between 60 and 31622400 (366 days)".to_string())
 }
 
 fn humantime_secs(s: &str) -> Result<Duration, String> {

@@ -66,6 +66,44 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Most bytes of one value (a field path, a subject, a name) an error echoes back.
+pub const MAX_ECHO_BYTES: usize = 128;
+/// Most bytes of one description an error carries.
+pub const MAX_DESCRIPTION_BYTES: usize = 256;
+/// Most bytes all the violations of one error carry together; the rest are counted, not named.
+pub const MAX_VIOLATION_BYTES: usize = 2048;
+
+/// `s` cut to at most `max` bytes (on a character boundary) plus an ellipsis when it is longer:
+/// an error must never echo a caller's megabyte back (C-core clients drop statuses whose
+/// metadata exceeds their limit, details and all).
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The first items of `items` that fit in [`MAX_VIOLATION_BYTES`] (at least one), and how many
+/// were left out.
+fn within_budget<T>(items: Vec<T>, size: impl Fn(&T) -> usize) -> (Vec<T>, usize) {
+    let total = items.len();
+    let mut spent = 0;
+    let mut kept = Vec::new();
+    for item in items {
+        spent += size(&item);
+        if !kept.is_empty() && spent > MAX_VIOLATION_BYTES {
+            break;
+        }
+        kept.push(item);
+    }
+    let left_out = total - kept.len();
+    (kept, left_out)
+}
+
 fn describe_violations(v: &[FieldViolation]) -> String {
     v.iter()
         .map(|v| format!("{}: {}", v.field, v.description))
@@ -122,6 +160,95 @@ impl Error {
 }
 
 impl Error {
+    /// The same error with every value it echoes bounded ([`bounded`]) and its lists of
+    /// violations cut to [`MAX_VIOLATION_BYTES`], the rest counted in a last entry (`and 12
+    /// more`): what a caller may be sent whatever it sent.
+    pub fn bounded(self) -> Self {
+        let echo = |s: &str| bounded(s, MAX_ECHO_BYTES);
+        let describe = |s: &str| bounded(s, MAX_DESCRIPTION_BYTES);
+        match self {
+            Self::InvalidArgument(v) => {
+                let v = v
+                    .into_iter()
+                    .map(|f| FieldViolation {
+                        field: echo(&f.field),
+                        description: describe(&f.description),
+                    })
+                    .collect();
+                let (mut kept, left_out) =
+                    within_budget(v, |f: &FieldViolation| f.field.len() + f.description.len());
+                if left_out > 0 {
+                    kept.push(FieldViolation {
+                        field: "…".into(),
+                        description: format!("and {left_out} more"),
+                    });
+                }
+                Self::InvalidArgument(kept)
+            }
+            Self::FailedPrecondition(v) => {
+                let v = v
+                    .into_iter()
+                    .map(|p| Precondition {
+                        kind: p.kind,
+                        subject: echo(&p.subject),
+                        description: describe(&p.description),
+                    })
+                    .collect();
+                let (mut kept, left_out) = within_budget(v, |p: &Precondition| {
+                    p.kind.len() + p.subject.len() + p.description.len()
+                });
+                if left_out > 0
+                    && let Some(last) = kept.last()
+                {
+                    let kind = last.kind;
+                    kept.push(Precondition {
+                        kind,
+                        subject: "…".into(),
+                        description: format!("and {left_out} more"),
+                    });
+                }
+                Self::FailedPrecondition(kept)
+            }
+            Self::NotFound {
+                resource_type,
+                name,
+            } => Self::NotFound {
+                resource_type,
+                name: echo(&name),
+            },
+            Self::AlreadyExists {
+                resource_type,
+                name,
+            } => Self::AlreadyExists {
+                resource_type,
+                name: echo(&name),
+            },
+            Self::EtagMismatch {
+                resource_type,
+                name,
+            } => Self::EtagMismatch {
+                resource_type,
+                name: echo(&name),
+            },
+            Self::QuotaExceeded {
+                subject,
+                description,
+            } => Self::QuotaExceeded {
+                subject: echo(&subject),
+                description: describe(&description),
+            },
+            Self::Unauthenticated(m) => Self::Unauthenticated(describe(&m)),
+            Self::Conflict(m) => Self::Conflict(describe(&m)),
+            // The owner's fields are named by the server's own list, never by the caller.
+            other @ (Self::RequestIdReused
+            | Self::OwnerOnly { .. }
+            | Self::PermissionDenied
+            | Self::Unimplemented(_)
+            | Self::Unavailable(_)
+            | Self::Internal(_)) => other,
+        }
+    }
+
     /// The same error with its field names under `prefix` (`requests[3].`).
     pub fn with_field_prefix(self, prefix: &str) -> Self {
         match self {
@@ -158,4 +285,47 @@ pub fn all_or_nothing(failures: Vec<Error>) -> Error {
         .into_iter()
         .find(|e| !matches!(e, Error::FailedPrecondition(_)))
         .unwrap_or(Error::Internal("a batch failed without an error".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_value_is_cut_on_a_character_boundary_with_an_ellipsis() {
+        let cut = bounded(&"é".repeat(100), 9);
+        assert_eq!(cut, "éééé…");
+        assert_eq!(bounded("short", 9), "short");
+    }
+
+    #[test]
+    fn a_megabyte_field_comes_back_bounded() {
+        let huge = "k".repeat(1 << 20);
+        let e = Error::invalid(format!("labels[{huge}]"), format!("bad key {huge}")).bounded();
+        let Error::InvalidArgument(v) = e else {
+            panic!("still INVALID_ARGUMENT")
+        };
+        assert!(v[0].field.len() <= MAX_ECHO_BYTES + 3);
+        assert!(v[0].description.len() <= MAX_DESCRIPTION_BYTES + 3);
+    }
+
+    #[test]
+    fn many_violations_are_named_up_to_a_budget_then_counted() {
+        let many = (0..1000)
+            .map(|i| FieldViolation {
+                field: format!("requests[{i}].number"),
+                description: "x".repeat(100),
+            })
+            .collect();
+        let Error::InvalidArgument(v) = Error::InvalidArgument(many).bounded() else {
+            panic!("still INVALID_ARGUMENT")
+        };
+        let size: usize = v.iter().map(|f| f.field.len() + f.description.len()).sum();
+        assert!(size <= MAX_VIOLATION_BYTES + 200, "{size}");
+        let last = v.last().unwrap();
+        assert_eq!(
+            last.description,
+            format!("and {} more", 1000 - (v.len() - 1))
+        );
+    }
 }

@@ -12,6 +12,10 @@ use crate::error::{Error, Result};
 type HmacSha256 = Hmac<Sha256>;
 const MAC_LEN: usize = 32;
 
+/// Longest page token this service makes (a cursor of an E.164 and a UUID, signed, is about
+/// 200 bytes); anything longer is not one of ours and is refused before it is decoded.
+pub const MAX_PAGE_TOKEN_BYTES: usize = 512;
+
 #[derive(Clone)]
 pub struct PageTokens {
     key: Vec<u8>,
@@ -60,6 +64,12 @@ impl PageTokens {
             return Ok(None);
         }
         let bad = |why: &str| Error::invalid("page_token", why);
+        if token.len() > MAX_PAGE_TOKEN_BYTES {
+            return Err(Error::invalid(
+                "page_token",
+                format!("at most {MAX_PAGE_TOKEN_BYTES} bytes"),
+            ));
+        }
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| bad("not a page token of this service"))?;

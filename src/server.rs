@@ -2,6 +2,8 @@
 //! shutdown, TCP_NODELAY on every connection.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -12,6 +14,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::{AuthInterceptor, Authenticator};
+use crate::error::Error;
 use crate::grpc::proto;
 use crate::grpc::proto::v1::allocation_service_server::AllocationServiceServer;
 use crate::grpc::proto::v1::number_pool_service_server::NumberPoolServiceServer;
@@ -74,11 +77,47 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Keeps health in step with the database: NOT_SERVING until it is reachable and migrated,
-/// and again whenever it is lost; NOT_SERVING for good once draining starts.
+/// Whether the database is reachable with the expected schema: what health reports, and what
+/// lets calls through ([`Gate`]).
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+}
+
+/// In front of the three services: UNAVAILABLE (with RetryInfo) while the database is not
+/// ready, before migrations finish or once its schema changed under us, rather than whatever
+/// a missing table makes of a call; then authentication.
+#[derive(Clone)]
+struct Gate {
+    ready: Readiness,
+    auth: AuthInterceptor,
+}
+
+impl tonic::service::Interceptor for Gate {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if !self.ready.is_ready() {
+            return Err(Error::Unavailable("the database is not ready".into()).into());
+        }
+        self.auth.call(request)
+    }
+}
+
+/// Keeps health and [`Readiness`] in step with the database: NOT_SERVING until it is reachable
+/// and migrated, and again whenever it is lost or its schema is not the one this build
+/// migrated to (a database dropped and recreated under the server); NOT_SERVING for good once
+/// draining starts.
 async fn watch_database(
     db: Db,
     reporter: HealthReporter,
+    readiness: Readiness,
     interval: Duration,
     mut draining: watch::Receiver<bool>,
 ) {
@@ -87,7 +126,7 @@ async fn watch_database(
     loop {
         crate::metrics::record_pool(db.pool_status());
         let ok = if migrated {
-            db.ping().await.is_ok()
+            db.schema_is_current().await.unwrap_or(false)
         } else {
             match db.migrate().await {
                 Ok(n) => {
@@ -107,9 +146,10 @@ async fn watch_database(
                 tracing::info!("serving");
                 ServingStatus::Serving
             } else {
-                tracing::warn!("database lost: not serving");
+                tracing::warn!("database lost or its schema changed: not serving");
                 ServingStatus::NotServing
             };
+            readiness.set(ok);
             set_health(&reporter, status).await;
         }
         tokio::select! {
@@ -118,6 +158,17 @@ async fn watch_database(
         }
     }
     set_health(&reporter, ServingStatus::NotServing).await;
+}
+
+/// The span of one call, entered while it runs, so that every line it logs (an INTERNAL's
+/// cause among them) names its method and, once the mutation runner records it, its request
+/// id. At ERROR level: it must be on the lines it exists for whatever the log filter.
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    tracing::error_span!(
+        "call",
+        method = %crate::error::bounded(request.uri().path(), crate::error::MAX_ECHO_BYTES),
+        request_id = tracing::field::Empty,
+    )
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting, finishes in-flight
@@ -143,9 +194,11 @@ pub async fn serve(
         drain_rx.clone(),
     ));
     let drain_rx_health = drain_rx.clone();
+    let readiness = Readiness::default();
     let watcher = tokio::spawn(watch_database(
         db.clone(),
         reporter,
+        readiness.clone(),
         settings.health_interval,
         drain_rx,
     ));
@@ -161,7 +214,10 @@ pub async fn serve(
         db,
         page_tokens: settings.page_tokens,
     };
-    let auth = AuthInterceptor(settings.auth);
+    let auth = Gate {
+        ready: readiness,
+        auth: AuthInterceptor(settings.auth),
+    };
     let tenancy = TenancyServiceServer::new(Tenancy(state.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let number_pool = NumberPoolServiceServer::new(NumberPool(state.clone()))
@@ -175,7 +231,7 @@ pub async fn serve(
         let _ = drain_tx.send(true);
     };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().trace_fn(call_span);
     let mut plain_health = None;
     if let Some(tls) = settings.tls {
         builder = builder.tls_config(

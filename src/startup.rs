@@ -73,7 +73,8 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator, BoxError> {
             key,
             args.jwt_issuer.as_deref(),
             args.jwt_audience.as_deref(),
-        )?),
+        )?
+        .with_max_lifetime(args.jwt_max_lifetime)),
         None if args.listen.ip().is_loopback() => {
             tracing::warn!(
                 "AUTHENTICATION IS OFF: no JWT key is configured, every caller acts as the platform. \

@@ -11,6 +11,23 @@ use crate::error::{Error, Precondition, Result};
 /// Longest aging period a provider may set.
 pub const MAX_AGING_PERIOD: Duration = Duration::from_secs(3650 * 24 * 3600);
 
+/// Most levels below a provider (the provider is depth 0). Each level adds 33 bytes to the
+/// materialised path, and PostgreSQL's btree refuses an `accounts_path` entry above 2,704
+/// bytes: depth 81 failed. 32 leaves room, and more than any organisation chart needs.
+pub const MAX_DEPTH: i32 = 32;
+
+/// Whether `parent` may have children: not at [`MAX_DEPTH`].
+pub fn require_room_below(parent: &Account) -> Result<()> {
+    if parent.depth >= MAX_DEPTH {
+        return Err(Error::precondition(
+            "ACCOUNT_TREE_TOO_DEEP",
+            format!("accounts/{}", parent.id),
+            format!("an account tree is at most {MAX_DEPTH} levels below its provider"),
+        ));
+    }
+    Ok(())
+}
+
 /// The materialised path of a child: the parent's path and the child's id, `/`-separated, with a
 /// trailing `/`, so that "A is B or an ancestor of B" is `B.path LIKE A.path || '%'`.
 pub fn child_path(parent_path: &str, id: Uuid) -> String {

@@ -22,6 +22,7 @@ pub async fn create(tx: &Tx<'_>, caller: &Caller, c: CreateAccount) -> Result<Ac
             let parent =
                 scoped_account(tx, p, pid, Role::Admin, Reach::OwnOrBelow, Lock::ForUpdate).await?;
             require_unfrozen(tx, parent.id).await?;
+            account::require_room_below(&parent)?;
             Some(parent)
         }
         None if p.is_platform() => None,

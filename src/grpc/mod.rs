@@ -4,6 +4,7 @@
 //! helper ([`Page`]), and every error through one conversion ([`status`]).
 
 pub mod allocation;
+pub mod codec;
 pub mod convert;
 pub mod number_pool;
 pub mod parse;
@@ -188,6 +189,9 @@ impl AppState {
         let principal = principal(&request)?;
         let request = request.into_inner();
         let command = command::<R, C>(&request)?;
+        if !request.request_id().is_empty() {
+            tracing::Span::current().record("request_id", request.request_id());
+        }
         let caller = Caller {
             principal,
             request_id: request.request_id().to_string(),

@@ -3,22 +3,31 @@
 //! they fit. The only translation of errors into statuses.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::Error;
+use crate::error::{Error, bounded};
 
 /// The `domain` of every ErrorInfo this service sends.
 pub const DOMAIN: &str = "numbering";
 
+/// Most bytes of a status message; the details hold the rest, themselves bounded
+/// ([`Error::bounded`]).
+pub const MAX_MESSAGE_BYTES: usize = 512;
+
+/// How long a caller should wait before it retries an UNAVAILABLE call (google.rpc.RetryInfo).
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
+        let error = error.bounded();
         // What went wrong inside is for the log, never for the caller.
         let message = match &error {
             Error::Internal(_) => "internal error".to_string(),
             Error::Unavailable(_) => "the service is unavailable; retry".to_string(),
-            other => other.to_string(),
+            other => bounded(&other.to_string(), MAX_MESSAGE_BYTES),
         };
         let mut details =
             ErrorDetails::with_error_info(error.reason(), DOMAIN, HashMap::<String, String>::new());
@@ -82,9 +91,11 @@ impl From<Error> for Status {
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Unavailable(ref e) => {
                 tracing::warn!(error = %e, "unavailable");
+                details.set_retry_info(Some(RETRY_DELAY));
                 Code::Unavailable
             }
             Error::Internal(ref e) => {
+                // The call's span (method, request id) is on the line; `e` is the whole chain.
                 tracing::error!(error = %e, "internal error");
                 Code::Internal
             }

@@ -69,25 +69,57 @@ const CONSTRAINTS: &[(SqlState, &str, Meaning)] = &[
     ),
 ];
 
+/// What tokio-postgres says of a connection that failed or was lost. It gives its errors no
+/// public kind; these texts, one per kind, are the only signal it offers.
+const CONNECTION_FAILURES: &[&str] = &[
+    "error connecting to server",
+    "error communicating with the server",
+    "connection closed",
+    "timeout waiting for server",
+    "error performing TLS handshake",
+    "authentication error",
+];
+
+/// Whether a SQLSTATE means the database, not the statement, failed: the connection was lost or
+/// refused, the server is shutting down or starting, out of connections, memory or disk, or the
+/// database is gone. The caller should retry later: UNAVAILABLE.
+fn database_unavailable(code: &SqlState) -> bool {
+    let class = &code.code()[..2];
+    // 08 connection exception, 28 invalid authorization (at connect), 53 insufficient
+    // resources, 58 system error (I/O).
+    matches!(class, "08" | "28" | "53" | "58")
+        || [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::DATABASE_DROPPED,
+            SqlState::IDLE_SESSION_TIMEOUT,
+            SqlState::INVALID_CATALOG_NAME,
+            SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN,
+        ]
+        .contains(code)
+}
+
+/// Whether `e` is a connection that failed or was lost, rather than a statement refused.
+pub fn is_connection_failure(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(code) => database_unavailable(code),
+        None => e.is_closed() || CONNECTION_FAILURES.contains(&e.to_string().as_str()),
+    }
+}
+
 /// The domain error for `e`; `subject` names what the statement was about (an E.164, a
 /// prefix, `external_ref X`), for the answers that name it.
 pub fn classify(e: tokio_postgres::Error, subject: &str) -> Error {
+    if is_connection_failure(&e) {
+        return Error::Unavailable(chain(&e));
+    }
     let Some(code) = e.code() else {
-        return if e.is_closed() {
-            Error::Unavailable(chain(&e))
-        } else {
-            Error::Internal(chain(&e))
-        };
+        // Encoding a parameter, reading a column, a row count: our own mistake.
+        return Error::Internal(chain(&e));
     };
     if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
         return Error::Conflict(chain(&e));
-    }
-    if code.code().starts_with("08")
-        || *code == SqlState::ADMIN_SHUTDOWN
-        || *code == SqlState::CRASH_SHUTDOWN
-        || *code == SqlState::CANNOT_CONNECT_NOW
-    {
-        return Error::Unavailable(chain(&e));
     }
     let constraint = e.as_db_error().and_then(|d| d.constraint());
     let known = CONSTRAINTS
@@ -111,23 +143,33 @@ pub fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-/// The error with its causes, for the log: tokio-postgres's own text is only "db error".
+/// The error with its causes, for the log: tokio-postgres's own text is only "db error", the
+/// server's message, detail, hint, table and constraint are in its [`DbError`].
+///
+/// [`DbError`]: tokio_postgres::error::DbError
 fn chain(e: &tokio_postgres::Error) -> String {
-    let mut text = match e.as_db_error() {
-        Some(db) => format!(
-            "{}: {} ({})",
-            db.code().code(),
-            db.message(),
-            db.constraint().unwrap_or("no constraint")
-        ),
-        None => e.to_string(),
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if e.as_db_error().is_none() {
+    let Some(db) = e.as_db_error() else {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
             text.push_str(&format!(": {s}"));
+            source = s.source();
         }
-        source = s.source();
+        return text;
+    };
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    let parts = [
+        ("detail", db.detail()),
+        ("hint", db.hint()),
+        ("table", db.table()),
+        ("column", db.column()),
+        ("constraint", db.constraint()),
+        ("where", db.where_()),
+    ];
+    for (name, value) in parts {
+        if let Some(value) = value {
+            text.push_str(&format!("; {name}: {value}"));
+        }
     }
     text
 }
@@ -139,10 +181,81 @@ impl From<tokio_postgres::Error> for Error {
 }
 
 impl From<deadpool_postgres::PoolError> for Error {
+    /// A connection the pool could not make is the database's failure whatever its cause
+    /// (refused, timed out, authentication, the database missing): UNAVAILABLE; so are the
+    /// pool's own timeouts and its closing.
     fn from(e: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
         match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => Error::Unavailable(other.to_string()),
+            PoolError::Backend(e) => match classify(e, "") {
+                Error::Internal(cause) => Error::Unavailable(cause),
+                other => other,
+            },
+            PoolError::NoRuntimeSpecified => Error::Internal(e.to_string()),
+            other @ (PoolError::Timeout(_) | PoolError::Closed | PoolError::PostCreateHook(_)) => {
+                Error::Unavailable(other.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A port where nothing listens.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
+
+    fn config() -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(closed_port())
+            .user("postgres")
+            .dbname("none")
+            .connect_timeout(Duration::from_millis(500));
+        config
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable_not_internal() {
+        let e = config().connect(tokio_postgres::NoTls).await.err().unwrap();
+        assert!(matches!(classify(e, ""), Error::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn a_pool_that_cannot_connect_is_unavailable_not_internal() {
+        let db = crate::store::Db::new(config(), 1).unwrap();
+        assert!(matches!(
+            db.client().await.err(),
+            Some(Error::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_server_shutting_down_starting_or_out_of_connections_is_unavailable() {
+        for code in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::INVALID_CATALOG_NAME,
+        ] {
+            assert!(database_unavailable(&code), "{code:?}");
+        }
+        for code in [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::SYNTAX_ERROR,
+        ] {
+            assert!(!database_unavailable(&code), "{code:?}");
         }
     }
 }

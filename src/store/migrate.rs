@@ -53,6 +53,22 @@ pub async fn migrate(client: &mut Client) -> Result<usize> {
     result
 }
 
+/// The schema version this build expects: the last migration's.
+pub fn expected_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+}
+
+/// The version the database's schema is at; an error when it has no migrations table.
+pub async fn current_version(client: &Client) -> Result<i32> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Two replicas racing on CREATE TABLE IF NOT EXISTS can collide on the catalog's unique index.
 fn ignore_concurrent_create(e: tokio_postgres::Error) -> Result<()> {
     if super::errors::is_unique_violation(&e) {

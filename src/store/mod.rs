@@ -142,6 +142,28 @@ impl Db {
         Ok(())
     }
 
+    /// Whether the database answers with the schema this build expects: not when it was
+    /// dropped and recreated, or migrated by another version, under a running server.
+    pub async fn schema_is_current(&self) -> Result<bool> {
+        let client = self.client().await?;
+        let version = match migrate::current_version(&client).await {
+            Ok(v) => v,
+            Err(Error::Unavailable(e)) => return Err(Error::Unavailable(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no schema version");
+                return Ok(false);
+            }
+        };
+        if version != migrate::expected_version() {
+            tracing::warn!(
+                version,
+                expected = migrate::expected_version(),
+                "the schema is not the expected one"
+            );
+        }
+        Ok(version == migrate::expected_version())
+    }
+
     pub async fn migrate(&self) -> Result<usize> {
         let mut client = self.client().await?;
         migrate::migrate(&mut client).await

@@ -2,6 +2,7 @@
 
 mod allocation;
 mod auth;
+mod codes;
 mod health;
 mod helpers;
 mod idempotency;

@@ -61,6 +61,11 @@ pub fn number(v: &mut Violations, field: &str, raw: &str) -> Key {
     }
 }
 
+/// The seconds a google.protobuf.Timestamp may hold: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59Z. PostgreSQL's timestamptz holds more (4713 BC to 294276 AD), so a time
+/// in this range is stored as it was sent, never wrapped.
+pub const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
 /// A timestamp field; `None` when absent (recorded when `required`) or out of range.
 pub fn time(
     v: &mut Violations,
@@ -73,6 +78,16 @@ pub fn time(
             if required {
                 v.add(field, "required");
             }
+            None
+        }
+        Some(t)
+            if !TIMESTAMP_SECONDS.contains(&t.seconds)
+                || !(0..1_000_000_000).contains(&t.nanos) =>
+        {
+            v.add(
+                field,
+                "a time between 0001-01-01 and 9999-12-31 UTC, nanos 0 to 999,999,999",
+            );
             None
         }
         Some(t) => match SystemTime::try_from(*t) {

@@ -116,11 +116,27 @@ impl TryFrom<&pb::BatchAddNumbersRequest> for AddNumbers {
     }
 }
 
-/// The paths of an update mask; `None` mask or no path is recorded in `v`.
+/// Most paths an update mask may name, and the longest path: more than any message has fields.
+pub const MAX_MASK_PATHS: usize = 32;
+pub const MAX_MASK_PATH_LEN: usize = 64;
+
+/// The paths of an update mask; `None` mask, no path, too many or too long are recorded in `v`
+/// (and the paths dropped, so no one looks further at them).
 pub fn mask_paths(v: &mut Violations, mask: Option<&prost_types::FieldMask>) -> Vec<String> {
     let paths: Vec<String> = mask.map(|m| m.paths.clone()).unwrap_or_default();
     if paths.is_empty() {
         v.add("update_mask", "name at least one field");
+    }
+    if paths.len() > MAX_MASK_PATHS {
+        v.add("update_mask", format!("at most {MAX_MASK_PATHS} paths"));
+        return Vec::new();
+    }
+    if paths.iter().any(|p| p.len() > MAX_MASK_PATH_LEN) {
+        v.add(
+            "update_mask",
+            format!("a path is at most {MAX_MASK_PATH_LEN} bytes"),
+        );
+        return Vec::new();
     }
     paths
 }
@@ -233,12 +249,21 @@ impl TryFrom<&pb::UpdateSeriesRequest> for UpdateSeries {
     }
 }
 
+/// Most statuses a filter names: there are fewer statuses than that.
+pub const MAX_FILTER_STATUSES: usize = 16;
+
 /// A NumberFilter, checked; its fields are named `filter.…`.
 pub fn filter(f: &pb::NumberFilter) -> Result<NumberFilter> {
     let mut v = Violations::new();
     let holder_id = optional_id(&mut v, "filter.holder_id", &f.holder_id);
     let owner_id = optional_id(&mut v, "filter.owner_id", &f.owner_id);
     let series_id = optional_id(&mut v, "filter.series_id", &f.series_id);
+    if f.statuses.len() > MAX_FILTER_STATUSES {
+        v.add(
+            "filter.statuses",
+            format!("at most {MAX_FILTER_STATUSES} statuses"),
+        );
+    }
     let statuses = f
         .statuses
         .iter()
