@@ -215,6 +215,12 @@ pub struct ChunkReader {
     in_quotes: bool,
     /// Dropping the rest of an over-long row, up to its end.
     skipping: bool,
+    /// A carriage return outside quotes, waiting to see whether a line feed follows.
+    cr_held: bool,
+    /// At the start of a field, where a quote opens a quoted field.
+    field_start: bool,
+    /// Just after a quoted field's closing quote, where a quote is an escaped one.
+    quote_closed: bool,
     pending: &'static [u8],
 }
 
@@ -226,6 +232,9 @@ impl ChunkReader {
             row_len: 0,
             in_quotes: false,
             skipping: false,
+            cr_held: false,
+            field_start: true,
+            quote_closed: false,
             pending: b"",
         }
     }
@@ -243,6 +252,20 @@ impl Read for ChunkReader {
             if self.current.is_empty() {
                 match self.chunks.blocking_recv() {
                     Some(c) => self.current = c,
+                    // The last row ends with a newline like every other, so that the parser
+                    // counts its line alike.
+                    None if self.in_quotes => {
+                        // An unterminated quote takes the rest of the file, as the parser
+                        // would read it; closed here so the row ends like the others.
+                        self.in_quotes = false;
+                        self.row_len = 0;
+                        self.pending = b"\"\n";
+                    }
+                    None if self.cr_held || self.row_len > 0 => {
+                        self.cr_held = false;
+                        self.row_len = 0;
+                        self.pending = b"\n";
+                    }
                     None => return Ok(0),
                 }
                 continue;
@@ -250,13 +273,50 @@ impl Read for ChunkReader {
             let mut n = 0;
             let mut copied = 0;
             while n < self.current.len() && copied < buf.len() {
-                let b = self.current[n];
+                let mut b = self.current[n];
                 n += 1;
+                // Rows end with a line feed only: CRLF and a lone CR (which the parser reads
+                // as row ends too) become LF outside quotes, so that its line count (which
+                // lags on CRLF) numbers every row as an editor does.
+                if !self.in_quotes {
+                    if self.cr_held {
+                        self.cr_held = false;
+                        if b != b'\n' {
+                            n -= 1;
+                            b = b'\n';
+                        }
+                    } else if b == b'\r' {
+                        self.cr_held = true;
+                        continue;
+                    }
+                }
                 match b {
-                    b'"' => self.in_quotes = !self.in_quotes,
+                    // Quotes as the parser reads them: a quote opens a quoted field only at
+                    // the field's start (elsewhere it is a character), the next one closes it,
+                    // and a quote right after that reopens it (`""` is an escaped quote).
+                    b'"' if self.in_quotes => {
+                        self.in_quotes = false;
+                        self.quote_closed = true;
+                        self.field_start = false;
+                    }
+                    b'"' if self.field_start || self.quote_closed => {
+                        self.in_quotes = true;
+                        self.quote_closed = false;
+                        self.field_start = false;
+                    }
+                    b',' if !self.in_quotes => {
+                        self.field_start = true;
+                        self.quote_closed = false;
+                    }
                     b'\n' if !self.in_quotes => {
                         self.row_len = 0;
                         self.skipping = false;
+                        self.field_start = true;
+                        self.quote_closed = false;
+                    }
+                    _ if !self.in_quotes => {
+                        self.field_start = false;
+                        self.quote_closed = false;
                     }
                     _ => {}
                 }
@@ -658,6 +718,27 @@ mod tests {
     }
 
     #[test]
+    fn crlf_files_and_a_last_row_without_newline_keep_their_line_numbers() {
+        // Found by the fuzzer: on CRLF files every rejected row was reported one line early.
+        for csv in [
+            "e164,service_info\r\n+1,x\r\n\r\n+13035550101,\"two\r\nlines\"\r\n+2,y\r\n",
+            "e164,service_info\n+1,x\n\n+13035550101,\"two\r\nlines\"\n+2,y",
+            "e164,service_info\r+1,x\r\r+13035550101,\"two\r\nlines\"\r+2,y\r",
+        ] {
+            for chunk in [1, 2, 3, 1000] {
+                let (rows, rejected, copy) = parse_all(csv.as_bytes(), chunk).unwrap();
+                assert_eq!(rows, 3, "{csv:?}");
+                let lines: Vec<i64> = rejected.iter().map(|r| r.0).collect();
+                assert_eq!(lines, [2, 6], "{csv:?} in {chunk}-byte chunks");
+                assert!(
+                    copy.contains("two\\r\\nlines"),
+                    "a quoted CRLF is kept: {copy}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn rows_keep_their_line_numbers_across_blank_and_quoted_multi_line_rows() {
         let csv = "e164,service_info\n\n+13035550100,\"two\nlines\"\n+1,\n\n\n+13035550101,x,y\n";
         let (rows, rejected, copy) = parse_all(csv.as_bytes(), 3).unwrap();
@@ -759,6 +840,56 @@ mod tests {
                     a
                 },
             )
+    }
+
+    /// CSV-ish bytes: a real header, then rows of numbers, separators, quotes, escapes,
+    /// newlines, NUL and invalid UTF-8.
+    fn csv_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"+13035550100".to_vec()),
+            Just(b"303 555 0101".to_vec()),
+            Just(b",".to_vec()),
+            Just(b"\"".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\\|".to_vec()),
+            Just(b"a=b;c".to_vec()),
+            Just(vec![0u8]),
+            Just(vec![0xff, 0xfe]),
+            Just(b"geographic".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ];
+        let header = prop::sample::select(vec![
+            &b"e164,carrier,tags,labels,number_type\n"[..],
+            &b"e164,sip_trunk,service_info,holder_id\n"[..],
+            &b"carrier,e164\n"[..],
+            &b""[..],
+        ]);
+        (header, prop::collection::vec(piece, 0..60)).prop_map(|(h, body)| {
+            let mut out = h.to_vec();
+            out.extend(body.concat());
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever bytes arrive, in whatever chunks, the importer answers: every row read is
+        /// either written or rejected with a line number and a reason, and a bad header is
+        /// refused as INVALID_ARGUMENT, never a panic.
+        #[test]
+        fn any_bytes_import_without_a_panic(csv in csv_bytes(), chunk in 1usize..64) {
+            match parse_all(&csv, chunk) {
+                Ok((rows, rejected, copy)) => {
+                    let written = copy.lines().count() as i64;
+                    prop_assert_eq!(rows, written + rejected.len() as i64, "{:?}", String::from_utf8_lossy(&csv));
+                    prop_assert!(rejected.iter().all(|(line, _)| *line >= 2), "{:?}", rejected);
+                }
+                Err(Error::InvalidArgument(v)) => prop_assert!(!v.is_empty()),
+                Err(other) => prop_assert!(false, "{:?}", other),
+            }
+        }
     }
 
     proptest! {

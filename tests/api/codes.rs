@@ -111,7 +111,7 @@ async fn raw_call(endpoint: &str, path: &'static str, body: Vec<u8>) -> tonic::S
     .expect_err("the server cannot read the request")
 }
 
-mod raw {
+pub mod raw {
     //! A codec that sends and receives bytes as they are.
     use bytes::{Buf, BufMut};
     use tonic::Status;

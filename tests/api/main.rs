@@ -3,6 +3,7 @@
 mod allocation;
 mod auth;
 mod codes;
+mod fuzz;
 mod health;
 mod helpers;
 mod idempotency;
