@@ -114,6 +114,7 @@ async fn start_server(cluster: &Cluster, cfg: &Config) -> Result<Server, BoxErro
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_secs(1),
         sweep_interval: Duration::from_secs(5),
+        fairness: Default::default(),
     };
     let shutdown = async move {
         let _ = stopped.await;

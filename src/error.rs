@@ -57,6 +57,17 @@ pub enum Error {
     Unimplemented(&'static str),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The caller's deadline passed, or a stream stayed idle too long: the text says which.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// A limit of the service's shared resources (`limit` names its setting); with
+    /// `retry_after` when waiting helps.
+    #[error("{description}")]
+    LimitExceeded {
+        limit: &'static str,
+        description: String,
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +123,8 @@ impl Error {
             Self::Conflict(_) => "CONCURRENT_CHANGE",
             Self::Unimplemented(_) => "NOT_IMPLEMENTED",
             Self::Unavailable(_) => "DATABASE_UNAVAILABLE",
+            Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
+            Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
             Self::Internal(_) => "INTERNAL",
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod allocation;
+pub mod deadline;
 pub mod errors;
 pub mod import;
 pub mod inventory;
@@ -18,6 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 
 use crate::error::{Error, Result};
+
+pub use deadline::Deadline;
 
 pub use deadpool_postgres::GenericClient;
 
@@ -73,6 +76,8 @@ pub struct Mutation<'a> {
     pub request: Vec<u8>,
     /// Run the whole change, answer, then roll it back.
     pub validate_only: bool,
+    /// The caller's deadline: the pool wait and every statement are bounded by it.
+    pub deadline: Option<Deadline>,
 }
 
 impl Db {
@@ -123,8 +128,9 @@ impl Db {
         T: prost::Message + Default,
         F: for<'t> FnOnce(&'t Transaction<'t>) -> BoxFuture<'t, Result<T>>,
     {
-        let mut client = self.client().await?;
+        let mut client = self.client_until(m.deadline).await?;
         let tx = client.transaction().await?;
+        deadline::bound(&tx, m.deadline).await?;
         let guard = Idempotency::new(m.actor, m.method, m.request_id, m.validate_only);
         let mut fingerprint = Fingerprint::new(m.method);
         fingerprint.update(&m.request);

@@ -17,7 +17,7 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use numbering::auth::{Authenticator, KeySource};
 use numbering::embedded::EmbeddedPostgres;
 use numbering::paging::PageTokens;
-use numbering::server::{Settings, serve};
+use numbering::server::{Fairness, Settings, serve};
 use numbering::store::Db;
 use numbering_client::Clients;
 use numbering_client::v1 as pb;
@@ -179,6 +179,7 @@ pub fn settings(auth: Authenticator) -> Settings {
         page_tokens: PageTokens::random(),
         health_interval: Duration::from_millis(50),
         sweep_interval: Duration::from_millis(100),
+        fairness: Fairness::default(),
     }
 }
 
