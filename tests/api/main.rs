@@ -2,6 +2,7 @@
 
 mod allocation;
 mod auth;
+mod fairness;
 mod health;
 mod helpers;
 mod import;
