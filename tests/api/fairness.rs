@@ -326,22 +326,6 @@ async fn an_export_nobody_reads_is_ended_and_never_looks_complete() {
 }
 
 #[tokio::test]
-async fn an_export_pages_without_a_long_transaction_and_sends_every_number_once() {
-    let app = spawn_app_with(2, Fairness::default()).await;
-    let provider = app.provider("Acme").await;
-    let sub = app.child(&provider, "Sub").await;
-    stock(&app, &provider, &sub, 2_500).await;
-    let mut viewer = app.viewer(&sub).await;
-    let csv = crate::helpers::export_csv(&mut viewer, export()).await;
-    let mut lines: Vec<&str> = csv.lines().skip(1).map(|l| &l[..12]).collect();
-    assert_eq!(lines.len(), 2_500);
-    let sorted = lines.clone();
-    lines.sort();
-    lines.dedup();
-    assert_eq!(lines, sorted, "in E.164 order, each once");
-}
-
-#[tokio::test]
 async fn the_callers_deadline_cancels_its_statements_in_the_database() {
     let app = spawn_app_with(4, Fairness::default()).await;
     let provider = app.provider("Acme").await;
