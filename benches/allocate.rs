@@ -115,6 +115,7 @@ async fn start_server(cluster: &Cluster, cfg: &Config) -> Result<Server, BoxErro
         health_interval: Duration::from_secs(1),
         sweep_interval: Duration::from_secs(5),
         idempotency_retention: Duration::from_secs(86_400),
+        fairness: Default::default(),
     };
     let shutdown = async move {
         let _ = stopped.await;

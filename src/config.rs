@@ -102,6 +102,23 @@ pub struct ServeArgs {
     /// pruned and a retry runs as a first call.
     #[arg(long, env = "NUMBERING_IDEMPOTENCY_RETENTION", value_parser = retention_secs, default_value = "86400")]
     pub idempotency_retention: Duration,
+    /// Seconds a stream may wait on its peer (a message from it, or room to send it one)
+    /// before it is ended with DEADLINE_EXCEEDED.
+    #[arg(long, env = "NUMBERING_STREAM_IDLE_TIMEOUT", value_parser = humantime_secs, default_value = "30")]
+    pub stream_idle_timeout: Duration,
+    /// The most CSV one ImportNumbers may send, in bytes.
+    #[arg(long, env = "NUMBERING_MAX_IMPORT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_import_bytes: u64,
+    /// Import and export streams one account may have open at once.
+    #[arg(long, env = "NUMBERING_MAX_STREAMS_PER_ACCOUNT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_account: u32,
+    /// Expensive calls (searches, large lists, large moves, batches) one account may have
+    /// running at once.
+    #[arg(long, env = "NUMBERING_MAX_EXPENSIVE_CALLS_PER_ACCOUNT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_expensive_calls_per_account: u32,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) lets calls finish before it ends open streams.
+    #[arg(long, env = "NUMBERING_SHUTDOWN_GRACE", value_parser = humantime_secs, default_value = "20")]
+    pub shutdown_grace: Duration,
 }
 
 fn lifetime_secs(s: &str) -> Result<Duration, String> {

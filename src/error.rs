@@ -60,6 +60,17 @@ pub enum Error {
     Unimplemented(&'static str),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The caller's deadline passed, or a stream stayed idle too long: the text says which.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// A limit of the service's shared resources (`limit` names its setting); with
+    /// `retry_after` when waiting helps.
+    #[error("{description}")]
+    LimitExceeded {
+        limit: &'static str,
+        description: String,
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -154,6 +165,8 @@ impl Error {
             Self::Conflict(_) => "CONCURRENT_CHANGE",
             Self::Unimplemented(_) => "NOT_IMPLEMENTED",
             Self::Unavailable(_) => "DATABASE_UNAVAILABLE",
+            Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
+            Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -239,6 +252,16 @@ impl Error {
             },
             Self::Unauthenticated(m) => Self::Unauthenticated(describe(&m)),
             Self::Conflict(m) => Self::Conflict(describe(&m)),
+            Self::DeadlineExceeded(m) => Self::DeadlineExceeded(describe(&m)),
+            Self::LimitExceeded {
+                limit,
+                description,
+                retry_after,
+            } => Self::LimitExceeded {
+                limit,
+                description: describe(&description),
+                retry_after,
+            },
             // The owner's fields are named by the server's own list, never by the caller.
             other @ (Self::RequestIdReused
             | Self::OwnerOnly { .. }

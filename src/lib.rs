@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod error;
 pub mod flows;
 pub mod grpc;
+pub mod limits;
 pub mod metrics;
 pub mod paging;
 pub mod server;

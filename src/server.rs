@@ -15,11 +15,14 @@ use tonic_health::server::HealthReporter;
 
 use crate::auth::{AuthInterceptor, Authenticator};
 use crate::error::Error;
+use crate::grpc::deadline::DeadlineLayer;
 use crate::grpc::proto;
 use crate::grpc::proto::v1::allocation_service_server::AllocationServiceServer;
 use crate::grpc::proto::v1::number_pool_service_server::NumberPoolServiceServer;
 use crate::grpc::proto::v1::tenancy_service_server::TenancyServiceServer;
+use crate::grpc::streams::Streams;
 use crate::grpc::{AppState, allocation::Allocation, number_pool::NumberPool, tenancy::Tenancy};
+use crate::limits::Limits;
 use crate::paging::PageTokens;
 use crate::store::Db;
 
@@ -54,7 +57,39 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// How long answers to request ids are kept for retries.
     pub idempotency_retention: Duration,
+    /// What keeps one caller from starving the others, and the drain's grace period.
+    pub fairness: Fairness,
 }
+
+/// The limits of shared resources per caller, and how long a drain waits.
+#[derive(Debug, Clone)]
+pub struct Fairness {
+    /// How long a stream may wait on its peer before it is ended.
+    pub stream_idle_timeout: Duration,
+    /// The most CSV one import may send.
+    pub max_import_bytes: u64,
+    /// Import and export streams one account may have open at once.
+    pub max_streams_per_account: usize,
+    /// Expensive calls one account may have running at once.
+    pub max_expensive_per_account: usize,
+    /// How long a drain lets calls finish before it ends the streams still open.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Fairness {
+    fn default() -> Self {
+        Self {
+            stream_idle_timeout: Duration::from_secs(30),
+            max_import_bytes: 256 * 1024 * 1024,
+            max_streams_per_account: 4,
+            max_expensive_per_account: 8,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// After the grace period, how long the ended streams have to tell their callers so.
+const STOP_LINGER: Duration = Duration::from_secs(2);
 
 /// Reflection over every service the server answers: ours, health, and the `google.rpc` details
 /// in errors. One list for both protocol versions.
@@ -195,6 +230,7 @@ pub async fn serve(
     ));
     let drain_rx_health = drain_rx.clone();
     let readiness = Readiness::default();
+    let mut drain_rx_grace = drain_rx.clone();
     let watcher = tokio::spawn(watch_database(
         db.clone(),
         reporter,
@@ -210,9 +246,20 @@ pub async fn serve(
         tracing::error!(error = %e, "reflection v1alpha off");
     });
 
+    let fairness = settings.fairness;
+    let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState {
         db,
         page_tokens: settings.page_tokens,
+        limits: Limits::new(
+            fairness.max_streams_per_account,
+            fairness.max_expensive_per_account,
+        ),
+        streams: Streams {
+            idle_timeout: fairness.stream_idle_timeout,
+            max_import_bytes: fairness.max_import_bytes,
+            stop: stop_rx,
+        },
     };
     let auth = Gate {
         ready: readiness,
@@ -248,18 +295,20 @@ pub async fn serve(
             );
         plain_health = Some(tokio::spawn(health_only));
     }
-    let mut builder = builder.layer(crate::metrics::MetricsLayer::new(crate::metrics::methods(
-        &[
-            proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-        ]
-        .into_iter()
-        .chain([
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ])
-        .collect::<Vec<_>>(),
-    )));
+    let mut builder = builder
+        .layer(DeadlineLayer)
+        .layer(crate::metrics::MetricsLayer::new(crate::metrics::methods(
+            &[
+                proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+            ]
+            .into_iter()
+            .chain([
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ])
+            .collect::<Vec<_>>(),
+        )));
     let router = builder
         .add_service(health)
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -273,11 +322,31 @@ pub async fn serve(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             allocation, auth,
         ));
-    let result = router
+    let serving = router
         .add_optional_service(reflection_v1.ok())
         .add_optional_service(reflection_v1alpha.ok())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // The drain lets calls finish for the grace period; then the streams still open (an idle
+    // import, an export nobody reads) are ended, and after a moment to say so, the server
+    // stops whatever is left.
+    let grace = fairness.shutdown_grace;
+    let deadline = async move {
+        if drain_rx_grace.wait_for(|d| *d).await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(grace).await;
+        tracing::warn!(
+            grace_s = grace.as_secs_f64(),
+            "grace period over: ending open streams"
+        );
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(STOP_LINGER).await;
+        tracing::warn!("calls still open after the grace period are dropped");
+    };
+    let result = tokio::select! {
+        result = serving => result,
+        () = deadline => Ok(()),
+    };
     let _ = watcher.await;
     let _ = sweeper.await;
     if let Some(h) = plain_health {

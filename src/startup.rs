@@ -172,6 +172,13 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                 health_interval: args.health_interval,
                 sweep_interval: args.sweep_interval,
                 idempotency_retention: args.idempotency_retention,
+                fairness: server::Fairness {
+                    stream_idle_timeout: args.stream_idle_timeout,
+                    max_import_bytes: args.max_import_bytes,
+                    max_streams_per_account: args.max_streams_per_account as usize,
+                    max_expensive_per_account: args.max_expensive_calls_per_account as usize,
+                    shutdown_grace: args.shutdown_grace,
+                },
             };
             server::serve(listener, db, settings, shutdown_signal()).await?;
             if let Some(mut pg) = database.embedded {

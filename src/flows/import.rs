@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -21,6 +22,7 @@ use crate::domain::number::NumberState;
 use crate::domain::principal::Principal;
 use crate::error::{Error, Result};
 use crate::store::import as store;
+use crate::store::numbers::NumberQuery;
 use crate::store::{Db, Fingerprint, Idempotency, KEPT_WHOLE, Kept, Lock, Tx, accounts, numbers};
 
 /// The RPC, in the request id's fingerprint as every mutation's is.
@@ -30,7 +32,9 @@ pub const MAX_REPORTED: usize = 10_000;
 /// Rows between progress messages.
 const PROGRESS_EVERY: i64 = 50_000;
 /// Numbers per export batch.
-const EXPORT_BATCH: i32 = 1000;
+const EXPORT_BATCH: i64 = 1000;
+/// Bytes read from the spool per COPY message.
+const SPOOL_READ: usize = 256 * 1024;
 
 /// How far an import has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,38 +83,38 @@ pub async fn check(db: &Db, p: &Principal, owner: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Runs an import and tells `steps` how it goes, ending with its report or its error.
-/// `request` is the options as sent: with the CSV, what a retry must send again.
+/// Runs an import to its report, telling `progress` how it goes when it listens. `request` is
+/// the options as sent: with the CSV, what a retry must send again.
+///
+/// No pooled connection is held while the caller sends: the CSV is parsed as it arrives and
+/// its rows spooled to an anonymous temporary file (at most `max_bytes` of CSV, so disk and
+/// memory stay bounded), and only once the last chunk is in does the import take a connection
+/// and run its one transaction (COPY from the spool, the set-based checks, the insert). A
+/// caller that goes quiet holds a file and a parser thread, never a share of the database.
 pub async fn import(
-    db: Db,
-    caller: Caller,
-    c: ImportNumbers,
-    request: Vec<u8>,
-    chunks: impl Stream<Item = Result<Bytes>> + Send + Unpin,
-    steps: mpsc::Sender<Result<Step>>,
-) {
-    let last = match run(&db, &caller, &c, &request, chunks, &steps).await {
-        Ok(report) => Ok(Step::Done(report)),
-        Err(e) => Err(e),
-    };
-    let _ = steps.send(last).await;
-}
-
-async fn run(
     db: &Db,
     caller: &Caller,
     c: &ImportNumbers,
     request: &[u8],
-    mut chunks: impl Stream<Item = Result<Bytes>> + Send + Unpin,
-    steps: &mpsc::Sender<Result<Step>>,
+    chunks: impl Stream<Item = Result<Bytes>> + Send + Unpin,
+    progress: &(dyn Fn(Progress) + Sync),
+    max_bytes: u64,
 ) -> Result<Report> {
-    let mut client = db.client().await?;
-    let tx = client.transaction().await?;
-    let validate_only = c.mode == ImportMode::ValidateOnly;
-    let guard = Idempotency::new(&caller.principal, METHOD, &caller.request_id, validate_only);
-    let previous = guard.claim(&tx).await?;
+    let (spool, fingerprint, mut report) = receive(c, request, chunks, progress, max_bytes).await?;
+    store_import(db, caller, c, spool, &fingerprint, &mut report).await?;
+    Ok(report)
+}
 
-    // The CSV goes from the stream to the parser thread, fingerprinted on the way.
+/// The CSV in, parsed on a thread as it comes (libphonenumber parsing is CPU work): the COPY
+/// text of the good rows in a temporary file, the rows the parser refused counted in the
+/// report, the fingerprint of the whole request.
+async fn receive(
+    c: &ImportNumbers,
+    request: &[u8],
+    mut chunks: impl Stream<Item = Result<Bytes>> + Send + Unpin,
+    progress: &(dyn Fn(Progress) + Sync),
+    max_bytes: u64,
+) -> Result<(tokio::fs::File, Vec<u8>, Report)> {
     let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
     let (batch_tx, mut batch_rx) = mpsc::channel::<Result<Batch>>(4);
     let region = c.region.clone();
@@ -120,8 +124,19 @@ async fn run(
     let mut fingerprint = Fingerprint::new(METHOD);
     fingerprint.update(request);
     let feed = async move {
+        let mut received = 0u64;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
+            received += chunk.len() as u64;
+            if received > max_bytes {
+                return Err(Error::LimitExceeded {
+                    limit: "max-import-bytes",
+                    description: format!(
+                        "the import is larger than the most one import may send ({max_bytes} bytes of CSV); split the file and import the parts"
+                    ),
+                    retry_after: None,
+                });
+            }
             fingerprint.update(&chunk);
             if chunk_tx.send(chunk).await.is_err() {
                 break;
@@ -131,11 +146,10 @@ async fn run(
         Ok::<_, Error>(fingerprint.finish())
     };
 
-    store::stage(&tx).await?;
+    let spooled = tempfile::tempfile().map_err(|e| Error::Internal(format!("spool: {e}")))?;
+    let mut spool = tokio::fs::File::from_std(spooled);
     let mut report = Report::default();
-    let copy = async {
-        let sink = store::copy_in(&tx).await?;
-        futures::pin_mut!(sink);
+    let collect = async {
         let mut last_progress = 0;
         while let Some(batch) = batch_rx.recv().await {
             let batch = batch?;
@@ -143,28 +157,68 @@ async fn run(
             for r in batch.rejected {
                 report.reject(r);
             }
-            if !batch.copy.is_empty() {
-                sink.send(Bytes::from(batch.copy)).await?;
-            }
+            spool
+                .write_all(&batch.copy)
+                .await
+                .map_err(|e| Error::Internal(format!("spool: {e}")))?;
             if report.rows_read - last_progress >= PROGRESS_EVERY {
                 last_progress = report.rows_read;
-                let _ = steps.send(Ok(Step::Progress(report.progress()))).await;
+                // Progress is only news: a caller that does not read it does not hold us up.
+                progress(report.progress());
             }
         }
-        sink.as_mut().finish().await?;
         Ok::<_, Error>(())
     };
-    let (fingerprint, copied) = tokio::join!(feed, copy);
+    let (fingerprint, collected) = tokio::join!(feed, collect);
     let _ = parser.await;
     let fingerprint = fingerprint?;
-    copied?;
+    collected?;
+    spool
+        .flush()
+        .await
+        .and(spool.rewind().await)
+        .map_err(|e| Error::Internal(format!("spool: {e}")))?;
+    Ok((spool, fingerprint, report))
+}
 
-    if let Some(seen) = previous {
-        let Kept::Whole(response) = seen.replay(&caller.principal, &fingerprint)? else {
+/// The import's one transaction, once the whole CSV is in: a retried request id answers the
+/// first report; else COPY from the spool, the checks, and the insert.
+async fn store_import(
+    db: &Db,
+    caller: &Caller,
+    c: &ImportNumbers,
+    mut spool: tokio::fs::File,
+    fingerprint: &[u8],
+    report: &mut Report,
+) -> Result<()> {
+    let mut client = db.client().await?;
+    let tx = client.transaction().await?;
+    let validate_only = c.mode == ImportMode::ValidateOnly;
+    let guard = Idempotency::new(&caller.principal, METHOD, &caller.request_id, validate_only);
+    if let Some(seen) = guard.claim(&tx).await? {
+        let Kept::Whole(response) = seen.replay(&caller.principal, fingerprint)? else {
             return Err(Error::Internal("an import's report is kept whole".into()));
         };
-        return serde_json::from_slice(&response).map_err(|e| Error::Internal(e.to_string()));
+        *report = serde_json::from_slice(&response).map_err(|e| Error::Internal(e.to_string()))?;
+        return Ok(());
     }
+
+    store::stage(&tx).await?;
+    let sink = store::copy_in(&tx).await?;
+    futures::pin_mut!(sink);
+    loop {
+        let mut buffer = vec![0; SPOOL_READ];
+        let n = spool
+            .read(&mut buffer)
+            .await
+            .map_err(|e| Error::Internal(format!("spool: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        buffer.truncate(n);
+        sink.send(Bytes::from(buffer)).await?;
+    }
+    sink.as_mut().finish().await?;
 
     store::reject_known(&tx, c.owner_id).await?;
     let holders = reject_over_quota(&tx, c.owner_id).await?;
@@ -188,13 +242,13 @@ async fn run(
         report.rows_imported =
             store::insert(&tx, c.owner_id, &owner_path, &caller.actor(), &states).await?;
     }
-    guard.record(&tx, &fingerprint, &kept(&report)?).await?;
+    guard.record(&tx, fingerprint, &kept(report)?).await?;
     if insert {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// The report as kept for a retry: whole up to [`KEPT_WHOLE`] bytes; above, with every count
@@ -244,41 +298,53 @@ async fn reject_over_quota(tx: &Tx<'_>, owner: Uuid) -> Result<Vec<Uuid>> {
     Ok(admitted)
 }
 
-/// The CSV of the numbers a filter selects, in E.164 order, chunk by chunk on the receiver.
-/// The filter is checked before anything is sent; a later failure ends the chunks.
-pub async fn export(
+/// The CSV of the numbers a filter selects, in E.164 order, chunk by chunk.
+///
+/// Each chunk is one keyset page (`ORDER BY e164, id`, after the last one sent), read on a
+/// pooled connection taken for that page only and given back before the chunk goes to the
+/// caller, so a caller that reads slowly, or not at all, holds no share of the database.
+/// The export is therefore not one snapshot: under concurrent changes each number is exported
+/// at most once, as it was when its page was read, and a number added behind the cursor
+/// during the export is not in it. For an inventory listing that is the useful definition
+/// (the alternative, one transaction for the whole stream, lets any caller pin a connection
+/// and hold back vacuum for as long as it likes).
+pub struct Export {
     db: Db,
-    p: &Principal,
-    filter: &NumberFilter,
-) -> Result<mpsc::Receiver<Result<Vec<u8>>>> {
-    let q = query(&db.client().await?, p, filter).await?;
-    let (out, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        let failed = out.clone();
-        let result: Result<()> = async {
-            let mut client = db.client().await?;
-            let tx = client.transaction().await?;
-            let portal = numbers::open_cursor(&tx, &q).await?;
-            let mut csv = ExportWriter::new()?;
-            loop {
-                let batch = numbers::next_batch(&tx, &portal, EXPORT_BATCH).await?;
-                let done = batch.len() < EXPORT_BATCH as usize;
-                for n in &batch {
-                    csv.write(n)?;
-                }
-                let chunk = csv.chunk()?;
-                if !chunk.is_empty() && out.send(Ok(chunk)).await.is_err() {
-                    return Ok(());
-                }
-                if done {
-                    return Ok(());
-                }
-            }
+    query: NumberQuery,
+    after: Option<(String, Uuid)>,
+    csv: ExportWriter,
+    done: bool,
+}
+
+impl Export {
+    /// Checks the filter against the caller's scope before anything is sent.
+    pub async fn start(db: Db, p: &Principal, filter: &NumberFilter) -> Result<Self> {
+        let query = query(&db.client().await?, p, filter).await?;
+        Ok(Self {
+            db,
+            query,
+            after: None,
+            csv: ExportWriter::new()?,
+            done: false,
+        })
+    }
+
+    /// The next chunk of CSV (the header comes with the first), or `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
         }
-        .await;
-        if let Err(e) = result {
-            let _ = failed.send(Err(e)).await;
+        let page = {
+            let client = self.db.client().await?;
+            numbers::list(&client, &self.query, self.after.as_ref(), EXPORT_BATCH).await?
+        };
+        self.done = page.len() < EXPORT_BATCH as usize;
+        if let Some(last) = page.last() {
+            self.after = Some((last.e164.clone(), last.id));
         }
-    });
-    Ok(rx)
+        for n in &page {
+            self.csv.write(n)?;
+        }
+        Ok(Some(self.csv.chunk()?))
+    }
 }

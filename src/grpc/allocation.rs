@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{event_to_proto, number_to_proto, numbers_to_proto, state_to_proto};
 use super::status::rpc_status;
-use super::{AppState, Page, parse, principal};
+use super::{AppState, LARGE, Page, parse, principal};
 use crate::domain::command::{Batch, OneChange};
 use crate::domain::number::Number;
 use crate::domain::validate::Violations;
@@ -42,6 +42,16 @@ fn batch_answer(results: Vec<(String, Result<Number>)>) -> pb::BatchNumbersRespo
     }
 }
 
+/// Whether a move names or asks for more than [`LARGE`] numbers: an expensive call.
+fn large(selection: &Option<pb::NumberSelection>) -> bool {
+    use pb::number_selection::Selection;
+    match selection.as_ref().and_then(|s| s.selection.as_ref()) {
+        Some(Selection::Numbers(list)) => list.numbers.len() as i64 > LARGE,
+        Some(Selection::Quantity(q)) => q.count > LARGE,
+        None => false,
+    }
+}
+
 #[tonic::async_trait]
 impl AllocationService for Allocation {
     async fn allocate_numbers(
@@ -51,6 +61,9 @@ impl AllocationService for Allocation {
         let answer = |n| pb::AllocateNumbersResponse {
             numbers: numbers_to_proto(n),
         };
+        let _permit = self
+            .0
+            .expensive(&request, large(&request.get_ref().selection))?;
         self.0
             .mutate_numbers(
                 request,
@@ -67,6 +80,9 @@ impl AllocationService for Allocation {
         let answer = |n| pb::WithdrawNumbersResponse {
             numbers: numbers_to_proto(n),
         };
+        let _permit = self
+            .0
+            .expensive(&request, large(&request.get_ref().selection))?;
         self.0
             .mutate_numbers(
                 request,
@@ -83,6 +99,9 @@ impl AllocationService for Allocation {
         let answer = |n| pb::TransferNumbersResponse {
             numbers: numbers_to_proto(n),
         };
+        let _permit = self
+            .0
+            .expensive(&request, large(&request.get_ref().selection))?;
         self.0
             .mutate_numbers(
                 request,
@@ -251,6 +270,7 @@ impl Allocation {
         R: super::Mutating,
         Batch<OneChange>: for<'r> TryFrom<&'r R, Error = Error>,
     {
+        let _permit = self.0.expensive(&request, true)?;
         self.0
             .mutate(
                 request,

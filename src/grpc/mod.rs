@@ -6,10 +6,12 @@
 pub mod allocation;
 pub mod codec;
 pub mod convert;
+pub mod deadline;
 pub mod number_pool;
 pub mod parse;
 pub mod proto;
 pub mod status;
+pub mod streams;
 pub mod tenancy;
 
 use futures::future::BoxFuture;
@@ -22,14 +24,25 @@ use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
 use crate::flows;
 use crate::flows::Caller;
+use crate::limits::{Limits, Permit};
 use crate::paging::PageTokens;
-use crate::store::{Answered, Db, Mutation, Tx};
+use crate::store::{Answered, Db, Deadline, Mutation, Tx};
+use streams::Streams;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub page_tokens: PageTokens,
+    /// Per-account limits on streams and expensive calls.
+    pub limits: Limits,
+    /// The idle timeout, the import size and the drain's end, for streams.
+    pub streams: Streams,
+}
+
+/// The caller's deadline (`grpc-timeout`), as [`deadline::DeadlineLayer`] put it on the request.
+pub fn deadline<T>(request: &Request<T>) -> Option<Deadline> {
+    request.extensions().get::<Deadline>().copied()
 }
 
 /// The caller the auth interceptor put on the request.
@@ -187,6 +200,7 @@ impl AppState {
         G: FnOnce(Vec<Number>) -> T + Send + 'static,
     {
         let principal = principal(&request)?;
+        let deadline = deadline(&request);
         let request = request.into_inner();
         let command = command::<R, C>(&request)?;
         if !request.request_id().is_empty() {
@@ -203,6 +217,7 @@ impl AppState {
             request_id: request.request_id(),
             request: request.encode_to_vec(),
             validate_only: request.validate_only(),
+            deadline,
         };
         let answer = self
             .db
@@ -220,6 +235,22 @@ impl AppState {
             )
             .await?;
         Ok(Response::new(answer))
+    }
+}
+
+/// Past this many numbers (a page, a quantity, a list), a call counts as expensive.
+pub const LARGE: i64 = 100;
+
+impl AppState {
+    /// A place among the expensive calls of the caller's account, held until dropped; `None`
+    /// when the call is not `expensive`.
+    pub fn expensive<T>(&self, request: &Request<T>, expensive: bool) -> Result<Option<Permit>> {
+        if !expensive {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.limits.expensive.try_acquire(&principal(request)?)?,
+        ))
     }
 }
 

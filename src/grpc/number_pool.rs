@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::convert::{counts_to_proto, number_to_proto, numbers_to_proto, series_to_proto};
 use super::status::rpc_status;
-use super::{AppState, Page, parse, principal};
+use super::{AppState, LARGE, Page, parse, principal};
 use crate::domain::command::Key;
 use crate::domain::number::{E164, Number};
 use crate::domain::parse_id;
@@ -67,6 +67,7 @@ impl NumberPoolService for NumberPool {
         &self,
         request: Request<pb::BatchAddNumbersRequest>,
     ) -> Answer<pb::BatchAddNumbersResponse> {
+        let _permit = self.0.expensive(&request, true)?;
         self.0
             .mutate(request, |tx, c, cmd| flows::add(tx, c, cmd).boxed(), added)
             .await
@@ -110,6 +111,9 @@ impl NumberPoolService for NumberPool {
         request: Request<pb::ListNumbersRequest>,
     ) -> Answer<pb::ListNumbersResponse> {
         let principal = principal(&request)?;
+        let _permit = self
+            .0
+            .expensive(&request, i64::from(request.get_ref().page_size) > LARGE)?;
         let req = request.into_inner();
         let mut v = Violations::new();
         let limit = v.page_size(req.page_size, 100, 1000);
@@ -136,6 +140,7 @@ impl NumberPoolService for NumberPool {
         request: Request<pb::SearchAvailableNumbersRequest>,
     ) -> Answer<pb::SearchAvailableNumbersResponse> {
         let principal = principal(&request)?;
+        let _permit = self.0.expensive(&request, true)?;
         let search = parse::search(request.get_ref())?;
         let found = flows::search(&self.0.db.client().await?, &principal, &search).await?;
         Ok(Response::new(pb::SearchAvailableNumbersResponse {

@@ -29,8 +29,13 @@ impl From<Error> for Status {
             Error::Unavailable(_) => "the service is unavailable; retry".to_string(),
             other => bounded(&other.to_string(), MAX_MESSAGE_BYTES),
         };
-        let mut details =
-            ErrorDetails::with_error_info(error.reason(), DOMAIN, HashMap::<String, String>::new());
+        let metadata = match &error {
+            Error::LimitExceeded { limit, .. } => {
+                HashMap::from([("limit".to_string(), limit.to_string())])
+            }
+            _ => HashMap::new(),
+        };
+        let mut details = ErrorDetails::with_error_info(error.reason(), DOMAIN, metadata);
         // Exhaustive on purpose: a new variant does not compile until its code is decided.
         let code = match error {
             Error::InvalidArgument(violations) => {
@@ -89,6 +94,18 @@ impl From<Error> for Status {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Conflict(_) => Code::Aborted,
             Error::Unimplemented(_) => Code::Unimplemented,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::LimitExceeded {
+                limit,
+                description,
+                retry_after,
+            } => {
+                details.add_quota_failure_violation(limit, description);
+                if let Some(delay) = retry_after {
+                    details.set_retry_info(Some(delay));
+                }
+                Code::ResourceExhausted
+            }
             Error::Unavailable(ref e) => {
                 tracing::warn!(error = %e, "unavailable");
                 details.set_retry_info(Some(RETRY_DELAY));

@@ -118,6 +118,13 @@ pub fn classify(e: tokio_postgres::Error, subject: &str) -> Error {
         // Encoding a parameter, reading a column, a row count: our own mistake.
         return Error::Internal(chain(&e));
     };
+    // Only the statement timeout a caller's deadline set cancels our statements.
+    if *code == SqlState::QUERY_CANCELED {
+        return Error::DeadlineExceeded(
+            "the call's deadline passed while the database was working on it; nothing was changed"
+                .into(),
+        );
+    }
     if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
         return Error::Conflict(chain(&e));
     }

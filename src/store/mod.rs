@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod allocation;
+pub mod deadline;
 pub mod errors;
 pub mod import;
 pub mod inventory;
@@ -20,6 +21,8 @@ use uuid::Uuid;
 
 use crate::domain::principal::{Authority, Principal};
 use crate::error::{Error, Result};
+
+pub use deadline::Deadline;
 
 pub use deadpool_postgres::GenericClient;
 
@@ -76,6 +79,8 @@ pub struct Mutation<'a> {
     pub request: Vec<u8>,
     /// Run the whole change, answer, then roll it back.
     pub validate_only: bool,
+    /// The caller's deadline: the pool wait and every statement are bounded by it.
+    pub deadline: Option<Deadline>,
 }
 
 /// Answers up to this size are kept whole for a retry. A larger answer made of numbers is kept
@@ -179,8 +184,9 @@ impl Db {
         F: for<'t> FnOnce(&'t Transaction<'t>) -> BoxFuture<'t, Result<Answered<T>>>,
         R: for<'t> FnOnce(&'t Transaction<'t>, Vec<Uuid>) -> BoxFuture<'t, Result<T>>,
     {
-        let mut client = self.client().await?;
+        let mut client = self.client_until(m.deadline).await?;
         let tx = client.transaction().await?;
+        deadline::bound(&tx, m.deadline).await?;
         let guard = Idempotency::new(m.principal, m.method, m.request_id, m.validate_only);
         let mut fingerprint = Fingerprint::new(m.method);
         fingerprint.update(&m.request);

@@ -442,31 +442,6 @@ pub async fn list(
         .collect())
 }
 
-/// Opens a portal over every number a query selects, in the caller's transaction, so the
-/// answer can be read in batches with bounded memory whatever its size.
-pub async fn open_cursor(
-    tx: &deadpool_postgres::Transaction<'_>,
-    q: &NumberQuery,
-) -> Result<tokio_postgres::Portal> {
-    let (sql, params) = q.select(None, None);
-    let statement = tx.prepare(&sql).await?;
-    Ok(tx.bind(&statement, &refs(&params)).await?)
-}
-
-/// The next `batch` numbers of a cursor; fewer at the end.
-pub async fn next_batch(
-    tx: &deadpool_postgres::Transaction<'_>,
-    portal: &tokio_postgres::Portal,
-    batch: i32,
-) -> Result<Vec<Number>> {
-    Ok(tx
-        .query_portal(portal, batch)
-        .await?
-        .iter()
-        .map(from_row)
-        .collect())
-}
-
 /// Runs of `run` consecutive numbers among those a query selects (same length, each one more
 /// than the last), in E.164 order: the first and last E.164 of each run's first `run` numbers.
 pub async fn consecutive_runs(

@@ -3,6 +3,7 @@
 mod allocation;
 mod auth;
 mod codes;
+mod fairness;
 mod fuzz;
 mod health;
 mod helpers;

@@ -6,8 +6,6 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use numbering_client::v1 as pb;
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
 
 use crate::domain::command::{ImportMode, ImportNumbers, NumberFilter};
@@ -18,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::flows::Caller;
 use crate::flows::import::{self as flows, Progress, Report, Step};
 use crate::grpc::AppState;
+use crate::grpc::streams::outbox;
 
 pub use crate::domain::csv::template;
 
@@ -121,46 +120,77 @@ fn step_to_proto(step: Step) -> pb::ImportNumbersResponse {
     pb::ImportNumbersResponse { part: Some(part) }
 }
 
+/// ImportNumbers: the options (waited for at most the idle timeout), the scope check, then
+/// the import on a task of its own, counted against the account's streams until it ends.
 pub async fn start(
     state: AppState,
     principal: Principal,
-    mut input: Streaming<pb::ImportNumbersRequest>,
+    input: Streaming<pb::ImportNumbersRequest>,
 ) -> Answer<pb::ImportNumbersResponse> {
-    let (command, request_id, request) = options(input.message().await?)?;
+    let permit = state.limits.streams.try_acquire(&principal)?;
+    let mut messages = state.streams.incoming("ImportNumbers", input);
+    let first = match messages.next().await {
+        Some(first) => Some(first??),
+        None => None,
+    };
+    let (command, request_id, request) = options(first)?;
     flows::check(&state.db, &principal, command.owner_id).await?;
     let caller = Caller {
         principal,
         request_id,
     };
-    let (steps, rx) = mpsc::channel(16);
-    tokio::spawn(flows::import(
-        state.db,
-        caller,
-        command,
-        request,
-        input.map(chunk),
-        steps,
-    ));
-    Ok(Response::new(
-        ReceiverStream::new(rx)
-            .map(|step| step.map(step_to_proto).map_err(Status::from))
-            .boxed(),
-    ))
+    let (outbox, answers) = outbox("ImportNumbers", &state.streams, step_to_proto);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let chunks = messages.map(|m| m.and_then(chunk));
+        let imported = outbox
+            .unless_stopped(flows::import(
+                &state.db,
+                &caller,
+                &command,
+                &request,
+                chunks,
+                &|p| outbox.offer(Step::Progress(p)),
+                state.streams.max_import_bytes,
+            ))
+            .await;
+        let sent = match imported {
+            Ok(report) => outbox.send(Step::Done(report)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            outbox.fail(e);
+        }
+    });
+    Ok(Response::new(answers))
 }
 
+/// ExportNumbers: the filter checked, then one page at a time on a task of its own, counted
+/// against the account's streams until it ends.
 pub async fn export(
     state: AppState,
     principal: Principal,
     filter: NumberFilter,
 ) -> Answer<pb::ExportNumbersResponse> {
-    let chunks = flows::export(state.db, &principal, &filter).await?;
-    Ok(Response::new(
-        ReceiverStream::new(chunks)
-            .map(|chunk| {
-                chunk
-                    .map(|chunk| pb::ExportNumbersResponse { chunk })
-                    .map_err(Status::from)
-            })
-            .boxed(),
-    ))
+    let permit = state.limits.streams.try_acquire(&principal)?;
+    let mut export = flows::Export::start(state.db.clone(), &principal, &filter).await?;
+    let (outbox, answers) = outbox("ExportNumbers", &state.streams, |chunk| {
+        pb::ExportNumbersResponse { chunk }
+    });
+    tokio::spawn(async move {
+        let _permit = permit;
+        let sent: Result<()> = async {
+            while let Some(chunk) = outbox.unless_stopped(export.next_chunk()).await? {
+                if !chunk.is_empty() {
+                    outbox.send(chunk).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = sent {
+            outbox.fail(e);
+        }
+    });
+    Ok(Response::new(answers))
 }

@@ -17,7 +17,7 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use numbering::auth::{Authenticator, KeySource};
 use numbering::embedded::EmbeddedPostgres;
 use numbering::paging::PageTokens;
-use numbering::server::{Settings, serve};
+use numbering::server::{Fairness, Settings, serve};
 use numbering::store::Db;
 use numbering_client::Clients;
 use numbering_client::v1 as pb;
@@ -111,6 +111,8 @@ pub struct TestApp {
     pub endpoint: String,
     /// The test's own connection to the server's database, to read what the API does not show.
     pub sql: tokio_postgres::Client,
+    /// The server's database, for more connections of the test's own.
+    pub database: tokio_postgres::Config,
     /// Clients acting as the platform, which may do anything: the scene's stagehand.
     platform: Clients,
     _stop: oneshot::Sender<()>,
@@ -161,6 +163,11 @@ pub fn now() -> u64 {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(8, Fairness::default()).await
+}
+
+/// A server with a pool of `connections` and these limits.
+pub async fn spawn_app_with(connections: usize, fairness: Fairness) -> TestApp {
     let config = fresh_database().await;
     let auth = Authenticator::new(
         KeySource::Hs256Secret(SECRET.as_bytes().to_vec()),
@@ -168,7 +175,11 @@ pub async fn spawn_app() -> TestApp {
         None,
     )
     .expect("authenticator");
-    spawn_with(config, auth).await
+    let settings = Settings {
+        fairness,
+        ..settings(auth)
+    };
+    spawn_with(config, connections, settings).await
 }
 
 /// The server's settings in tests: no TLS, and its background work (health, sweeper) often.
@@ -180,17 +191,22 @@ pub fn settings(auth: Authenticator) -> Settings {
         health_interval: Duration::from_millis(50),
         sweep_interval: Duration::from_millis(100),
         idempotency_retention: Duration::from_secs(86_400),
+        fairness: Fairness::default(),
     }
 }
 
-async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> TestApp {
-    let db = Db::new(config.clone(), 8).expect("pool");
+async fn spawn_with(
+    config: tokio_postgres::Config,
+    connections: usize,
+    settings: Settings,
+) -> TestApp {
+    let db = Db::new(config.clone(), connections).expect("pool");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, db, settings(auth), async move {
+    tokio::spawn(serve(listener, db, settings, async move {
         let _ = stopped.await;
     }));
     let (sql, conn) = config
@@ -203,6 +219,7 @@ async fn spawn_with(config: tokio_postgres::Config, auth: Authenticator) -> Test
     TestApp {
         endpoint,
         sql,
+        database: config,
         platform,
         _stop: stop,
     }
@@ -238,6 +255,15 @@ pub async fn wait_serving(endpoint: &str) {
     panic!("the server never became SERVING");
 }
 
+pub async fn connect_config(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+    let (client, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
 async fn connect_as(endpoint: &str, token: Option<&str>) -> Clients {
     numbering_client::connect(endpoint.to_string(), token)
         .await
@@ -245,6 +271,11 @@ async fn connect_as(endpoint: &str, token: Option<&str>) -> Clients {
 }
 
 impl TestApp {
+    /// Another connection of the test's own to the server's database.
+    pub async fn connect_sql(&self) -> tokio_postgres::Client {
+        connect_config(&self.database).await
+    }
+
     pub async fn health(&self) -> i32 {
         health(&self.endpoint, "").await
     }
@@ -353,6 +384,8 @@ pub fn assert_violates<T: std::fmt::Debug>(
 /// The real `numbering` binary serving a fresh database, in its own process.
 pub struct BinaryServer {
     pub process: std::process::Child,
+    /// The binary's database.
+    pub database: tokio_postgres::Config,
     pub clients: Clients,
     pub endpoint: String,
 }
@@ -422,6 +455,7 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
         {
             return BinaryServer {
                 process,
+                database: db,
                 clients,
                 endpoint,
             };

@@ -1,0 +1,67 @@
+//! The caller's deadline inside the database: no longer wait for a pooled connection than the
+//! caller waits for the answer, and no statement of its transaction runs past it.
+
+use std::time::{Duration, Instant};
+
+use super::{Db, Tx};
+use crate::error::{Error, Result};
+
+/// When the caller stops waiting for the answer (its gRPC deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    pub fn after(timeout: Duration) -> Self {
+        Self(Instant::now() + timeout)
+    }
+
+    /// Time left, or the refusal to start anything once it has passed.
+    pub fn remaining(&self) -> Result<Duration> {
+        self.0
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Error::DeadlineExceeded(expired()))
+    }
+}
+
+fn expired() -> String {
+    "the call's deadline (grpc-timeout) passed before it could finish; nothing was changed".into()
+}
+
+impl Db {
+    /// A pooled connection, waited for no longer than the pool's own wait nor the deadline.
+    pub async fn client_until(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<deadpool_postgres::Object> {
+        let Some(deadline) = deadline else {
+            return self.client().await;
+        };
+        let left = deadline.remaining()?;
+        let mut timeouts = self.pool.timeouts();
+        if timeouts.wait.is_none_or(|w| w > left) {
+            timeouts.wait = Some(left);
+            return match self.pool.timeout_get(&timeouts).await {
+                Err(deadpool_postgres::PoolError::Timeout(_)) => {
+                    Err(Error::DeadlineExceeded(expired()))
+                }
+                other => Ok(other?),
+            };
+        }
+        Ok(self.pool.timeout_get(&timeouts).await?)
+    }
+}
+
+/// Bounds every statement of the transaction by the time the caller has left
+/// (`SET LOCAL statement_timeout`): a statement still running then (say, waiting on a row lock)
+/// is cancelled by PostgreSQL itself and the transaction rolls back, so nothing keeps running
+/// for a caller that has gone.
+pub async fn bound(tx: &Tx<'_>, deadline: Option<Deadline>) -> Result<()> {
+    let Some(deadline) = deadline else {
+        return Ok(());
+    };
+    let ms = deadline.remaining()?.as_millis().max(1);
+    tx.batch_execute(&format!("SET LOCAL statement_timeout = {ms}"))
+        .await?;
+    Ok(())
+}
