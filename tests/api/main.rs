@@ -4,6 +4,7 @@ mod allocation;
 mod auth;
 mod codes;
 mod fairness;
+mod faults;
 mod fuzz;
 mod health;
 mod helpers;

@@ -182,6 +182,18 @@ pub async fn spawn_app_with(connections: usize, fairness: Fairness) -> TestApp {
     spawn_with(config, connections, settings).await
 }
 
+/// A server on a database of the test's choosing (a cluster it can stop and start), already
+/// migrated.
+pub async fn spawn_app_on(config: tokio_postgres::Config) -> TestApp {
+    let auth = Authenticator::new(
+        KeySource::Hs256Secret(SECRET.as_bytes().to_vec()),
+        Some("numbering-tests"),
+        None,
+    )
+    .expect("authenticator");
+    spawn_with(config, 8, settings(auth)).await
+}
+
 /// The server's settings in tests: no TLS, and its background work (health, sweeper) often.
 pub fn settings(auth: Authenticator) -> Settings {
     Settings {
