@@ -487,7 +487,18 @@ async fn load_a_tenants_allocations_keep_their_pace_while_another_runs_64_stream
             .and_then(|s| s.parse().ok())
             .unwrap_or(10),
     );
-    let app = spawn_app_with(16, Fairness::default()).await;
+    let streams = std::env::var("LOAD_STREAMS_PER_ACCOUNT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Fairness::default().max_streams_per_account);
+    let app = spawn_app_with(
+        16,
+        Fairness {
+            max_streams_per_account: streams,
+            ..Fairness::default()
+        },
+    )
+    .await;
     let victim = app.provider("Victim").await;
     let team = app.child(&victim, "Team").await;
     stock_from(&app, &victim, &victim, 2_000_000, 50_000).await;
