@@ -35,7 +35,7 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// The operator's command line: calls a server (--server, --token, --ca-file).
     #[command(flatten)]
-    Client(crate::cli::Command),
+    Client(Box<crate::cli::Command>),
 }
 
 #[derive(Debug, Clone, Args)]

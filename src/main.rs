@@ -9,7 +9,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The client commands print their answers on stdout and their failures on stderr: no log.
     let command = match cli.command {
-        Command::Client(command) => return numbering::cli::run(command).await,
+        Command::Client(command) => return numbering::cli::run(*command).await,
         other => other,
     };
     let filter =

@@ -298,7 +298,9 @@ async fn add(c: &mut Clients, args: AddArgs, out: Output) -> Result<(), Failure>
             ..one(e164.clone())
         };
         let n = with_id(&request_id, c.number_pool.add_number(request).await)?.into_inner();
-        out.print(output::number(&n), || output::numbers_table(&[n.clone()]));
+        out.print(output::number(&n), || {
+            output::numbers_table(std::slice::from_ref(&n))
+        });
         return Ok(());
     }
     let request = v1::BatchAddNumbersRequest {

@@ -2,6 +2,8 @@
 //! no serde, so what is printed is converted here, with the protos' field names (snake_case) and
 //! enum value names, and timestamps in RFC 3339.
 
+use std::io::Write;
+
 use clap::ValueEnum;
 use comfy_table::{Table, presets};
 use numbering_client::v1;
@@ -15,12 +17,14 @@ pub enum Output {
 }
 
 impl Output {
-    /// Prints `value` as JSON, or the table `table` makes.
+    /// Prints `value` as JSON, or the table `table` makes. A reader that went away (`| head`)
+    /// is not an error worth a panic.
     pub fn print(self, value: Value, table: impl FnOnce() -> Table) {
-        match self {
-            Self::Json => println!("{value:#}"),
-            Self::Table => println!("{}", table()),
-        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = match self {
+            Self::Json => writeln!(stdout, "{value:#}"),
+            Self::Table => writeln!(stdout, "{}", table()),
+        };
     }
 }
 
@@ -193,7 +197,7 @@ pub fn series_table(series: &[v1::Series]) -> Table {
 }
 
 fn counts(c: &Option<v1::InventoryCounts>) -> Value {
-    let c = c.clone().unwrap_or_default();
+    let c = (*c).unwrap_or_default();
     json!({
         "total": c.total,
         "available": c.available,
@@ -229,7 +233,7 @@ pub fn inventory_table(i: &v1::Inventory) -> Table {
         "AGING",
     ]);
     let row = |name: String, c: &Option<v1::InventoryCounts>| {
-        let c = c.clone().unwrap_or_default();
+        let c = (*c).unwrap_or_default();
         vec![
             name,
             c.total.to_string(),

@@ -56,7 +56,9 @@ pub async fn run(mut c: Clients, command: Command, out: Output) -> Result<(), Fa
                 validate_only: mutation.validate_only,
             };
             let s = with_id(&request_id, c.number_pool.create_series(request).await)?.into_inner();
-            out.print(output::series(&s), || output::series_table(&[s.clone()]));
+            out.print(output::series(&s), || {
+                output::series_table(std::slice::from_ref(&s))
+            });
         }
         Command::List { provider } => {
             let mut all = Vec::new();

@@ -1,6 +1,7 @@
 //! `numbering token`: a development token signed with the server's HS256 secret, carrying the
 //! claims the server reads (`sub`, `account`, `roles`, `exp`; `iss` and `aud` when configured).
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -64,7 +65,8 @@ fn ttl(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: TokenArgs) -> Result<(), Failure> {
-    println!("{}", mint(&args, jsonwebtoken::get_current_timestamp())?);
+    let token = mint(&args, jsonwebtoken::get_current_timestamp())?;
+    let _ = writeln!(std::io::stdout(), "{token}");
     Ok(())
 }
 
