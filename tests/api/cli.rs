@@ -325,3 +325,54 @@ async fn a_file_larger_than_one_grpc_message_imports_in_chunks_without_a_bar_off
     let inventory = op.json(&["numbers", "inventory", &provider]);
     assert_eq!(inventory["totals"]["total"], 5000, "{inventory}");
 }
+
+#[tokio::test]
+async fn over_tls_the_command_line_trusts_the_ca_file_it_is_given_and_no_other() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fixture = |name: &str| fixtures.join(name).display().to_string();
+    let server = Running(
+        spawn_binary(&[
+            ("NUMBERING_TLS_CERT_FILE", fixture("tls-test-cert.pem")),
+            ("NUMBERING_TLS_KEY_FILE", fixture("tls-test-key.pem")),
+            (
+                "NUMBERING_HEALTH_LISTEN",
+                format!("127.0.0.1:{}", crate::helpers::free_port()),
+            ),
+        ])
+        .await,
+    );
+    // The certificate names localhost.
+    let port = server.0.endpoint.rsplit(':').next().unwrap().to_string();
+    let op = Operator {
+        server: format!("https://localhost:{port}"),
+        token: token(As::Platform),
+    };
+    let ca = fixture("tls-test-ca.pem");
+    let mut created = None;
+    // The server migrates its database after it listens: wait for the first success.
+    for _ in 0..50 {
+        let out = op.run(&[
+            "accounts",
+            "create",
+            "--name",
+            "Acme",
+            "--ca-file",
+            &ca,
+            "-o",
+            "json",
+        ]);
+        if out.status.success() {
+            created = Some(json(out));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let created = created.expect("the server answered over TLS");
+    assert_eq!(created["display_name"], "Acme");
+    // Without the CA, the server's certificate is not trusted: no connection.
+    let untrusted = stderr(&exits(
+        op.run(&["accounts", "get", created["id"].as_str().unwrap()]),
+        5,
+    ));
+    assert!(untrusted.contains("UNAVAILABLE"), "{untrusted}");
+}
