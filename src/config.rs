@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "numbering",
     version,
-    about = "The inventory of telephone numbers for nested accounts, over gRPC."
+    about = "The inventory of telephone numbers for nested accounts, over gRPC.",
+    after_help = crate::cli::EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,6 +33,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Applies the database migrations and exits.
     Migrate(DatabaseArgs),
+    /// The operator's command line: calls a server (--server, --token, --ca-file).
+    #[command(flatten)]
+    Client(Box<crate::cli::Command>),
 }
 
 #[derive(Debug, Clone, Args)]

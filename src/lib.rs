@@ -2,6 +2,7 @@
 //! Three services (Tenancy, NumberPool, Allocation) share one domain and one PostgreSQL store.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod embedded;

@@ -1,12 +1,17 @@
 //! The `numbering` binary: parse configuration, start logging, run the command.
 
 use clap::Parser;
-use numbering::config::{Cli, LogFormat};
+use numbering::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The client commands print their answers on stdout and their failures on stderr: no log.
+    let command = match cli.command {
+        Command::Client(command) => return numbering::cli::run(*command).await,
+        other => other,
+    };
     let filter =
         EnvFilter::try_from_env("NUMBERING_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
@@ -14,7 +19,7 @@ async fn main() -> std::process::ExitCode {
         LogFormat::Human => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
-    match numbering::run(cli.command).await {
+    match numbering::run(command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

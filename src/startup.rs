@@ -115,6 +115,8 @@ async fn shutdown_signal() {
 
 pub async fn run(command: Command) -> Result<(), BoxError> {
     match command {
+        // Their exit codes say more than an error: main runs them through `cli::run`.
+        Command::Client(_) => Err("the client commands run through numbering::cli::run".into()),
         Command::Migrate(args) => {
             let database = open_database(&args).await?;
             let db = Db::new(database.config.clone(), 2)?;

@@ -2,6 +2,7 @@
 
 mod allocation;
 mod auth;
+mod cli;
 mod codes;
 mod fairness;
 mod faults;
