@@ -49,6 +49,10 @@ pub struct DatabaseArgs {
     /// Most database connections in the pool.
     #[arg(long, env = "NUMBERING_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: usize,
+    /// Seconds any one statement may run when no caller's deadline bounds it (0: no limit);
+    /// imports and migrations are exempt.
+    #[arg(long, env = "NUMBERING_STATEMENT_TIMEOUT", value_parser = statement_secs, default_value = "30")]
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -113,9 +117,14 @@ pub struct ServeArgs {
     /// The most CSV one ImportNumbers may send, in bytes.
     #[arg(long, env = "NUMBERING_MAX_IMPORT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_import_bytes: u64,
-    /// Import and export streams one account may have open at once.
-    #[arg(long, env = "NUMBERING_MAX_STREAMS_PER_ACCOUNT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_streams_per_account: u32,
+    /// Import and export streams one account may have open at once [default: half of
+    /// --max-streams, at least 1].
+    #[arg(long, env = "NUMBERING_MAX_STREAMS_PER_ACCOUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_account: Option<u32>,
+    /// Import and export streams all accounts together may have open at once [default: one
+    /// per CPU, at least 2].
+    #[arg(long, env = "NUMBERING_MAX_STREAMS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: Option<u32>,
     /// Expensive calls (searches, large lists, large moves, batches) one account may have
     /// running at once.
     #[arg(long, env = "NUMBERING_MAX_EXPENSIVE_CALLS_PER_ACCOUNT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
@@ -123,6 +132,15 @@ pub struct ServeArgs {
     /// Seconds a shutdown (SIGTERM, Ctrl-C) lets calls finish before it ends open streams.
     #[arg(long, env = "NUMBERING_SHUTDOWN_GRACE", value_parser = humantime_secs, default_value = "20")]
     pub shutdown_grace: Duration,
+}
+
+/// A statement timeout: whole seconds, 0 for none, at most a day.
+fn statement_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|v| *v <= 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| "seconds, between 0 (no limit) and 86400".to_string())
 }
 
 fn lifetime_secs(s: &str) -> Result<Duration, String> {

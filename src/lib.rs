@@ -11,6 +11,7 @@ pub mod flows;
 pub mod grpc;
 pub mod limits;
 pub mod metrics;
+pub mod niceness;
 pub mod paging;
 pub mod server;
 pub mod startup;

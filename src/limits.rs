@@ -3,7 +3,9 @@
 //! only ever tried (never waited on): a call over it is refused at once with RESOURCE_EXHAUSTED
 //! and a RetryInfo, so one tenant's load queues at its own door, not in the shared pool.
 //! An account's entry exists only while it has calls running: the map holds at most as many
-//! entries as there are calls in flight.
+//! entries as there are calls in flight. A limit may also cap the calls of all accounts
+//! together (streams: their CSV work is CPU the other tenants' calls need), so that any number
+//! of tenants streaming at once leave the machine's other cores to everyone else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,20 +26,29 @@ pub fn share(p: &Principal) -> String {
     }
 }
 
-/// One limit: at most `max` calls per account at once.
+/// Calls running under one limit: per account, and in all.
+#[derive(Default)]
+struct Running {
+    per_account: HashMap<String, usize>,
+    total: usize,
+}
+
+/// One limit: at most `max` calls per account at once, and at most `total` of all accounts'.
 #[derive(Clone)]
 pub struct Limiter {
     /// The setting that sets it, named in the refusal.
     name: &'static str,
     what: &'static str,
     max: usize,
-    running: Arc<Mutex<HashMap<String, usize>>>,
+    /// The cap on all accounts together, and the setting that sets it.
+    total: Option<(&'static str, usize)>,
+    running: Arc<Mutex<Running>>,
 }
 
 /// A place taken under a limit, given back when dropped.
 pub struct Permit {
     key: String,
-    running: Arc<Mutex<HashMap<String, usize>>>,
+    running: Arc<Mutex<Running>>,
 }
 
 impl Limiter {
@@ -46,18 +57,40 @@ impl Limiter {
             name,
             what,
             max,
+            total: None,
             running: Arc::default(),
         }
     }
 
-    /// A place for `p`'s account, or the refusal when all its places are taken.
+    /// The same limit, with all accounts' calls together capped at `total` too.
+    pub fn with_total(self, name: &'static str, total: usize) -> Self {
+        Self {
+            total: Some((name, total)),
+            ..self
+        }
+    }
+
+    /// A place for `p`'s account, or the refusal when all its places (or all places) are taken.
     pub fn try_acquire(&self, p: &Principal) -> Result<Permit> {
         let key = share(p);
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let n = running.entry(key.clone()).or_insert(0);
+        if let Some((name, total)) = self.total
+            && running.total >= total
+        {
+            return Err(Error::LimitExceeded {
+                limit: name,
+                description: format!(
+                    "the service already runs {total} {} at once, the most it allows ({name}); \
+                     retry in a moment",
+                    self.what
+                ),
+                retry_after: Some(RETRY_AFTER),
+            });
+        }
+        let n = running.per_account.entry(key.clone()).or_insert(0);
         if *n >= self.max {
             if *n == 0 {
-                running.remove(&key);
+                running.per_account.remove(&key);
             }
             return Err(Error::LimitExceeded {
                 limit: self.name,
@@ -70,6 +103,7 @@ impl Limiter {
             });
         }
         *n += 1;
+        running.total += 1;
         Ok(Permit {
             key,
             running: self.running.clone(),
@@ -78,17 +112,21 @@ impl Limiter {
 
     /// Accounts with calls running under this limit.
     pub fn accounts(&self) -> usize {
-        self.running.lock().map(|r| r.len()).unwrap_or(0)
+        self.running
+            .lock()
+            .map(|r| r.per_account.len())
+            .unwrap_or(0)
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = running.get_mut(&self.key) {
+        running.total = running.total.saturating_sub(1);
+        if let Some(n) = running.per_account.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                running.remove(&self.key);
+                running.per_account.remove(&self.key);
             }
         }
     }
@@ -104,13 +142,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(streams: usize, expensive: usize) -> Self {
+    pub fn new(streams: usize, all_streams: usize, expensive: usize) -> Self {
         Self {
             streams: Limiter::new(
                 "max-streams-per-account",
                 "import or export streams",
                 streams,
-            ),
+            )
+            .with_total("max-streams", all_streams),
             expensive: Limiter::new(
                 "max-expensive-calls-per-account",
                 "expensive calls (searches, large lists, quantity moves, batches)",
@@ -153,6 +192,32 @@ mod tests {
         assert!(limiter.try_acquire(&b).is_ok());
         drop(two);
         assert!(limiter.try_acquire(&a).is_ok());
+    }
+
+    #[test]
+    fn all_accounts_together_stop_at_the_total() {
+        let limiter = Limiter::new("max-test", "tests", 2).with_total("max-all", 3);
+        let (a, b, c) = (
+            caller(Uuid::new_v4()),
+            caller(Uuid::new_v4()),
+            caller(Uuid::new_v4()),
+        );
+        let _a = (
+            limiter.try_acquire(&a).unwrap(),
+            limiter.try_acquire(&a).unwrap(),
+        );
+        let b1 = limiter.try_acquire(&b).unwrap();
+        let refused = limiter.try_acquire(&c).err().unwrap();
+        assert!(matches!(
+            refused,
+            Error::LimitExceeded {
+                limit: "max-all",
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        drop(b1);
+        assert!(limiter.try_acquire(&c).is_ok());
     }
 
     #[test]

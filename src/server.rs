@@ -70,10 +70,27 @@ pub struct Fairness {
     pub max_import_bytes: u64,
     /// Import and export streams one account may have open at once.
     pub max_streams_per_account: usize,
+    /// Import and export streams all accounts together may have open at once.
+    pub max_streams: usize,
     /// Expensive calls one account may have running at once.
     pub max_expensive_per_account: usize,
     /// How long a drain lets calls finish before it ends the streams still open.
     pub shutdown_grace: Duration,
+}
+
+/// Streams of all accounts at once, by default: one per core (at least two). An import parses
+/// and an export encodes CSV, CPU work; capping them by cores leaves the others' calls theirs.
+pub fn default_streams() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
+/// Streams of one account at once, by default: half of all (at least one), so that one tenant
+/// never holds every stream place, and its streams take at most half the cores.
+pub fn default_streams_per_account() -> usize {
+    (default_streams() / 2).max(1)
 }
 
 impl Default for Fairness {
@@ -81,7 +98,8 @@ impl Default for Fairness {
         Self {
             stream_idle_timeout: Duration::from_secs(30),
             max_import_bytes: 256 * 1024 * 1024,
-            max_streams_per_account: 4,
+            max_streams_per_account: default_streams_per_account(),
+            max_streams: default_streams(),
             max_expensive_per_account: 8,
             shutdown_grace: Duration::from_secs(20),
         }
@@ -253,6 +271,7 @@ pub async fn serve(
         page_tokens: settings.page_tokens,
         limits: Limits::new(
             fairness.max_streams_per_account,
+            fairness.max_streams,
             fairness.max_expensive_per_account,
         ),
         streams: Streams {

@@ -147,7 +147,9 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                 tracing::info!(address = %addr, "metrics on /metrics");
             }
             let database = open_database(&args.database).await?;
-            let db = Db::new(database.config.clone(), args.database.db_max_connections)?;
+            let mut config = database.config.clone();
+            crate::store::deadline::backstop(&mut config, args.database.statement_timeout);
+            let db = Db::new(config, args.database.db_max_connections)?;
             tracing::info!(address = %listener.local_addr()?, "listening");
             let tls = match (&args.tls_cert_file, &args.tls_key_file) {
                 (Some(cert), Some(key)) => {
@@ -177,7 +179,12 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                 fairness: server::Fairness {
                     stream_idle_timeout: args.stream_idle_timeout,
                     max_import_bytes: args.max_import_bytes,
-                    max_streams_per_account: args.max_streams_per_account as usize,
+                    max_streams_per_account: args
+                        .max_streams_per_account
+                        .map_or_else(server::default_streams_per_account, |n| n as usize),
+                    max_streams: args
+                        .max_streams
+                        .map_or_else(server::default_streams, |n| n as usize),
                     max_expensive_per_account: args.max_expensive_calls_per_account as usize,
                     shutdown_grace: args.shutdown_grace,
                 },

@@ -65,3 +65,27 @@ pub async fn bound(tx: &Tx<'_>, deadline: Option<Deadline>) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// A backstop for what no caller's deadline bounds (a read whose caller gave up, a call sent
+/// without a deadline): every statement on the pool's connections stops after `timeout`, set as
+/// the sessions' `statement_timeout` (the connection's startup options, kept with any the
+/// connection string has). The import's and the migrations' transactions lift it for
+/// themselves ([`unbounded`]): their statements are as long as the data.
+pub fn backstop(config: &mut tokio_postgres::Config, timeout: Duration) {
+    if timeout.is_zero() {
+        return;
+    }
+    let ms = timeout.as_millis();
+    let options = match config.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c statement_timeout={ms}"),
+        _ => format!("-c statement_timeout={ms}"),
+    };
+    config.options(&options);
+}
+
+/// Lifts the backstop for one transaction whose statements grow with the data (an import of
+/// millions of rows, a migration).
+pub async fn unbounded(tx: &Tx<'_>) -> Result<()> {
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+    Ok(())
+}

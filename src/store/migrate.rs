@@ -91,6 +91,7 @@ async fn apply(client: &mut Client) -> Result<usize> {
             continue;
         }
         let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
         tx.batch_execute(sql).await?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",

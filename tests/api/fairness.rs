@@ -362,6 +362,40 @@ async fn the_callers_deadline_cancels_its_statements_in_the_database() {
 }
 
 #[tokio::test]
+async fn a_statement_no_deadline_bounds_stops_at_the_servers_statement_timeout() {
+    let mut server = spawn_binary(&[("NUMBERING_STATEMENT_TIMEOUT", "1".into())]).await;
+    let provider = server.provider("Acme").await;
+    let lock = connect_config(&server.database).await;
+    lock.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM accounts WHERE id = '{}' FOR UPDATE",
+        provider.id
+    ))
+    .await
+    .unwrap();
+
+    // No grpc-timeout: only the server's backstop ends the wait on the lock.
+    let mut renamed = provider.clone();
+    renamed.display_name = "Renamed".into();
+    let started = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        server
+            .clients
+            .tenancy
+            .update_account(update_account(renamed, &["display_name"])),
+    )
+    .await
+    .expect("the call ends on its own");
+    assert_error(answer, Code::DeadlineExceeded);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let sql = connect_config(&server.database).await;
+    assert_eq!(waiting_on_locks(&sql).await, 0);
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    let _ = server.process.kill();
+    let _ = server.process.wait();
+}
+
+#[tokio::test]
 async fn sigterm_finishes_a_call_in_flight_then_ends_an_idle_import_after_the_grace() {
     let grace = Duration::from_secs(2);
     let mut server = spawn_binary(&[
