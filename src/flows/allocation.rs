@@ -448,7 +448,12 @@ async fn within_scope(
 /// Why a number has no state at `time`: a number the caller sees now that was added after
 /// `time` says so (NUMBER_NOT_YET_ADDED); anything else is unseen, as a number the caller may
 /// not see is.
-async fn not_yet_added(db: &impl GenericClient, p: &Principal, key: &Key, time: SystemTime) -> Error {
+async fn not_yet_added(
+    db: &impl GenericClient,
+    p: &Principal,
+    key: &Key,
+    time: SystemTime,
+) -> Error {
     match scoped_number(db, p, key, Role::Viewer, Lock::No).await {
         Ok(n) if n.create_time > time => lifecycle::not_yet_added(&n),
         Ok(_) | Err(Error::NotFound { .. } | Error::PermissionDenied) => {

@@ -12,11 +12,11 @@ use crate::domain::command::{
     AddNumbers, CreateSeries, CreateSipTrunk, Delete, Key, NewNumber, NumberFilter, RenameSipTrunk,
     SearchAvailable, SeriesFilter, SetAttributes, UpdateNumber, UpdateSeries,
 };
-use crate::domain::trunk::{self, SipTrunk};
 use crate::domain::lifecycle;
 use crate::domain::number::{Attributes, Number, NumberStatus, OWNER_ONLY, Operation};
 use crate::domain::principal::{Principal, Reach, Role};
 use crate::domain::series::Series;
+use crate::domain::trunk::{self, SipTrunk};
 use crate::error::{Error, Result};
 use crate::store::inventory::{self, BySeries, Counts};
 use crate::store::numbers::{self, NumberQuery, Scope};
@@ -91,7 +91,8 @@ pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateNumber) -> Result<Num
     require_owner_for(p, current.owner_id, &c.paths)?;
     check_etag(&c.etag, current.version, "number", &current.e164)?;
     lifecycle::require_live(&current)?;
-    if c.paths.iter().any(|p| p == "sip_trunk") && c.incoming.sip_trunk != current.attributes.sip_trunk
+    if c.paths.iter().any(|p| p == "sip_trunk")
+        && c.incoming.sip_trunk != current.attributes.sip_trunk
     {
         let holder = crate::store::accounts::get(tx, current.holder_id, Lock::No).await?;
         require_trunk(tx, &holder, &c.incoming.sip_trunk).await?;

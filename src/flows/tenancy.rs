@@ -106,9 +106,13 @@ pub async fn close(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<Account> {
     if account.state == AccountState::Closed {
         return Ok(account);
     }
-    let (total, first) =
-        store::numbers_in_subtree(tx, account.provider_id, &account.path, account::NAMED_IN_THE_WAY)
-            .await?;
+    let (total, first) = store::numbers_in_subtree(
+        tx,
+        account.provider_id,
+        &account.path,
+        account::NAMED_IN_THE_WAY,
+    )
+    .await?;
     account::require_no_numbers(account.id, total, &first)?;
     store::set_state(tx, c.id, AccountState::Closed).await
 }

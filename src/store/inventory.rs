@@ -143,7 +143,8 @@ pub async fn tags(
     hide_returned: bool,
 ) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
     let like = format!("{path}%");
-    let pairs = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let pairs =
+        |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let reservation = db
         .query(
             "SELECT reservation_tag, count(*) FROM numbers

@@ -13,5 +13,6 @@ mod metrics;
 mod model;
 mod number_pool;
 mod requests;
+mod seeds;
 mod tenancy;
 mod tls;

@@ -144,12 +144,8 @@ fn plain(v: &mut Violations, prefix: &str, number: &str, etag: &str, change: Cha
 
 fn assign(v: &mut Violations, prefix: &str, r: &pb::AssignNumberRequest) -> OneChange {
     let assignee = assignee(v, &format!("{prefix}assignee"), r.assignee.as_ref());
-    let attributes = super::bound_attributes(
-        v,
-        prefix,
-        r.attributes.as_ref(),
-        r.attributes_mask.as_ref(),
-    );
+    let attributes =
+        super::bound_attributes(v, prefix, r.attributes.as_ref(), r.attributes_mask.as_ref());
     let change = Change::Assign {
         assignee,
         override_reservation: r.override_reservation,
@@ -207,9 +203,12 @@ fn bind_between(
 impl TryFrom<&pb::AllocateNumbersRequest> for MoveNumbers {
     type Error = Error;
     fn try_from(r: &pb::AllocateNumbersRequest) -> Result<Self> {
-        bind_between(&r.from_account_id, &r.to_account_id, r.selection.as_ref(), |v| {
-            super::bound_attributes(v, "", r.attributes.as_ref(), r.attributes_mask.as_ref())
-        })
+        bind_between(
+            &r.from_account_id,
+            &r.to_account_id,
+            r.selection.as_ref(),
+            |v| super::bound_attributes(v, "", r.attributes.as_ref(), r.attributes_mask.as_ref()),
+        )
     }
 }
 

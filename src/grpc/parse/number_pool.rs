@@ -4,9 +4,8 @@ use numbering_client::v1 as pb;
 
 use super::{optional_id, required_id};
 use crate::domain::command::{
-    AddNumbers, Batch, CreateSeries, CreateSipTrunk, Delete, NewNumber, NumberFilter, RenameSipTrunk,
-    SearchAvailable, SeriesFilter, SetAttributes,
-    UpdateNumber, UpdateSeries,
+    AddNumbers, Batch, CreateSeries, CreateSipTrunk, Delete, NewNumber, NumberFilter,
+    RenameSipTrunk, SearchAvailable, SeriesFilter, SetAttributes, UpdateNumber, UpdateSeries,
 };
 use crate::domain::number::{
     Attributes, E164, NumberType, UPDATABLE, parse_prefix, search_pattern,
@@ -165,7 +164,10 @@ pub fn bound_attributes(
     for path in &mask.paths {
         if !UPDATABLE.contains(&path.as_str()) {
             v.add(
-                format!("{mask_field}.{}", path.chars().take(MAX_MASK_PATH_LEN).collect::<String>()),
+                format!(
+                    "{mask_field}.{}",
+                    path.chars().take(MAX_MASK_PATH_LEN).collect::<String>()
+                ),
                 "not an attribute that can be set",
             );
         }

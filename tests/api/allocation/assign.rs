@@ -175,7 +175,10 @@ async fn reassigning_to_an_agent_of_a_sibling_sub_team_moves_the_number_through_
     assert_eq!(moved.holder_id, t.b.id);
     assert_eq!(moved.status, pb::NumberStatus::Assigned as i32);
     let assignee = moved.assignee.unwrap();
-    assert_eq!((assignee.id.as_str(), assignee.account_id.as_str()), ("2", t.b.id.as_str()));
+    assert_eq!(
+        (assignee.id.as_str(), assignee.account_id.as_str()),
+        ("2", t.b.id.as_str())
+    );
     assert_eq!(app.held(&t.a1, "assigned").await, 0);
     assert_eq!(app.held(&t.b, "assigned").await, 1);
     // One event, under the request's id, from team A1's agent to team B's.
@@ -201,7 +204,10 @@ async fn reassigning_to_an_agent_of_a_sibling_sub_team_moves_the_number_through_
         .assign_number(assign(&numbers[1], agent("3", Some(&t.b))))
         .await);
     assert_eq!(n.holder_id, t.b.id);
-    assert_eq!(app.operations(&numbers[1]).await, ["add", "allocate", "assign"]);
+    assert_eq!(
+        app.operations(&numbers[1]).await,
+        ["add", "allocate", "assign"]
+    );
 }
 
 #[tokio::test]
