@@ -191,6 +191,7 @@ pub async fn allocate(a: Allocate) -> Result<(), Failure> {
         selection: Some(a.selection.into()),
         request_id: request_id.clone(),
         validate_only: a.mutation.validate_only,
+        ..Default::default()
     };
     let answer = with_id(&request_id, c.allocation.allocate_numbers(request).await)?;
     print_many(a.remote.output, &answer.into_inner().numbers);
@@ -249,6 +250,7 @@ pub async fn assign(a: Assign) -> Result<(), Failure> {
         etag: a.etag.unwrap_or_default(),
         request_id: request_id.clone(),
         validate_only: a.mutation.validate_only,
+        ..Default::default()
     };
     let n = with_id(&request_id, c.allocation.assign_number(request).await)?.into_inner();
     print_one(a.remote.output, &n);

@@ -156,6 +156,7 @@ impl From<Filter> for v1::NumberFilter {
             tag: f.tag.unwrap_or_default(),
             labels: f.labels.into_iter().collect(),
             assignee_id: f.assignee.unwrap_or_default(),
+            ..Default::default()
         }
     }
 }
@@ -178,6 +179,7 @@ pub async fn run(mut c: Clients, command: Command, out: Output) -> Result<(), Fa
                     pattern,
                     consecutive,
                     page_size: limit,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

@@ -70,6 +70,7 @@ pub async fn run(mut c: Clients, command: Command, out: Output) -> Result<(), Fa
                         provider_id: provider.clone(),
                         page_size: 1000,
                         page_token,
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();

@@ -195,6 +195,30 @@ pub fn require_empty(id: Uuid, children: i64, numbers: i64) -> Result<()> {
     }
 }
 
+/// Most numbers a refusal to close an account names.
+pub const NAMED_IN_THE_WAY: i64 = 10;
+
+/// An account is closed only once its subtree holds no number: each one still there is in the
+/// way (the first few named, and how many there are in all).
+pub fn require_no_numbers(id: Uuid, total: i64, first: &[String]) -> Result<()> {
+    if total == 0 {
+        return Ok(());
+    }
+    let mut in_the_way = vec![Precondition {
+        kind: "ACCOUNT_HOLDS_NUMBERS",
+        subject: format!("accounts/{id}"),
+        description: format!(
+            "the account's subtree holds {total} numbers: withdraw them before closing it"
+        ),
+    }];
+    in_the_way.extend(first.iter().map(|e164| Precondition {
+        kind: "ACCOUNT_HOLDS_NUMBERS",
+        subject: format!("numbers/{e164}"),
+        description: "the number is still held in the account's subtree".to_string(),
+    }));
+    Err(Error::FailedPrecondition(in_the_way))
+}
+
 /// The fields UpdateAccount may name.
 pub const UPDATABLE: &[&str] = &[
     "display_name",

@@ -66,6 +66,15 @@ pub struct MoveNumbers {
     pub from: Uuid,
     pub to: Uuid,
     pub selection: Selection,
+    /// Allocation only: attributes bound to every number moved.
+    pub attributes: Option<SetAttributes>,
+}
+
+/// Attributes a move binds to the numbers it moves: those `paths` names, from `incoming`.
+#[derive(Debug, Clone)]
+pub struct SetAttributes {
+    pub paths: Vec<String>,
+    pub incoming: Attributes,
 }
 
 /// Withdraw: from an account back to its parent.
@@ -81,6 +90,7 @@ pub enum Change {
     Assign {
         assignee: Assignee,
         override_reservation: bool,
+        attributes: Option<SetAttributes>,
     },
     Unassign,
     Reassign {
@@ -156,6 +166,30 @@ pub struct UpdateSeries {
     pub description: Option<String>,
 }
 
+/// CreateSipTrunk.
+#[derive(Debug, Clone)]
+pub struct CreateSipTrunk {
+    pub account_id: Uuid,
+    pub name: String,
+}
+
+/// UpdateSipTrunk: a new name.
+#[derive(Debug, Clone)]
+pub struct RenameSipTrunk {
+    pub id: Uuid,
+    pub etag: String,
+    pub name: String,
+}
+
+/// ListSeries' filters: `None` selects every series.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesFilter {
+    /// A substring of the display name, compared ignoring case.
+    pub name_contains: Option<String>,
+    /// Series whose prefix starts with this E.164 prefix.
+    pub prefix: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CreateAccount {
     pub parent_id: Option<Uuid>,
@@ -194,6 +228,9 @@ pub struct NumberFilter {
     pub tag: Option<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub assignee_id: Option<String>,
+    pub reservation_tag: Option<String>,
+    pub reserved_for: Option<String>,
+    pub sip_trunk: Option<String>,
 }
 
 /// SearchAvailableNumbers.
@@ -205,6 +242,10 @@ pub struct SearchAvailable {
     pub limit: i64,
     /// Runs of this many consecutive numbers; 0 or 1 for single numbers.
     pub consecutive: i32,
+    /// With either, RESERVED numbers with this tag / for this person or role are searched.
+    pub reservation_tag: Option<String>,
+    pub reserved_for: Option<String>,
+    pub sip_trunk: Option<String>,
 }
 
 /// What happens to an import's good rows.

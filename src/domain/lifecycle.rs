@@ -197,20 +197,31 @@ fn require_holder(s: &Number, account: Uuid) -> Result<()> {
     }
 }
 
-/// The account an assignee belongs to must be the holder or below it, so the number can follow.
-fn require_below_holder(s: &Number, to: &Target) -> Result<()> {
-    if is_within(&to.path, &s.holder_path) {
+/// The account an assignee belongs to must be in the holder's tree, so the number can follow:
+/// down from the holder, or through the lowest common ancestor of the two.
+fn require_in_holders_tree(s: &Number, to: &Target) -> Result<()> {
+    if entry_path(s, to).is_some() {
         Ok(())
     } else {
         Err(broken(
             s,
-            "ASSIGNEE_ACCOUNT_OUTSIDE_HOLDER",
+            "ACCOUNTS_IN_DIFFERENT_TREES",
             format!(
-                "account {} is neither the holder of the number nor below it",
+                "account {} is not in the tree of the account that holds the number",
                 to.id
             ),
         ))
     }
+}
+
+/// Where a number going from its holder to `to` enters the accounts it was not in yet: the
+/// holder itself when `to` is the holder or below it, otherwise the lowest common ancestor of
+/// the two (the number goes up to it and down again). `None` when they share no tree.
+pub fn entry_path(s: &Number, to: &Target) -> Option<String> {
+    if is_within(&to.path, &s.holder_path) {
+        return Some(s.holder_path.clone());
+    }
+    super::account::common_ancestor(&s.holder_path, &to.path)
 }
 
 /// Whether a reservation is for this assignee: its `reserved_for` names the assignee's id,
@@ -272,7 +283,7 @@ pub fn next(s: &Number, m: &Move) -> Result<Number> {
             override_reservation,
         } => {
             require(s, Needs::UnusedOrReserved)?;
-            require_below_holder(s, to)?;
+            require_in_holders_tree(s, to)?;
             if let Some(r) = &s.reservation
                 && s.status == NumberStatus::Reserved
                 && !override_reservation
@@ -297,7 +308,7 @@ pub fn next(s: &Number, m: &Move) -> Result<Number> {
         }
         Move::Reassign { assignee, to } => {
             require(s, Needs::Exactly(NumberStatus::Assigned))?;
-            require_below_holder(s, to)?;
+            require_in_holders_tree(s, to)?;
             Ok(assigned(s, assignee, to))
         }
         Move::Reserve(reservation) => {
@@ -370,6 +381,15 @@ pub fn next(s: &Number, m: &Move) -> Result<Number> {
             Ok(available(s))
         }
     }
+}
+
+/// A number asked about at a time before it was added to the inventory.
+pub fn not_yet_added(n: &Number) -> Error {
+    broken(
+        n,
+        "NUMBER_NOT_YET_ADDED",
+        "the number was added to the inventory after the time asked: it had no state then",
+    )
 }
 
 /// Applies `m` to every number and answers every rule broken, so one error names them all.
@@ -701,17 +721,33 @@ mod tests {
     }
 
     #[test]
-    fn an_assignee_outside_the_holders_subtree_is_refused() {
+    fn an_assignee_elsewhere_in_the_tree_takes_the_number_through_the_common_ancestor() {
         let t = tree();
-        let s = held_by(&t.a, &t.provider, NumberStatus::Available);
-        for to in [&t.b, &t.provider] {
+        let s = held_by(&t.a1, &t.provider, NumberStatus::Available);
+        for to in [&t.b, &t.provider, &t.a] {
             let m = Move::Assign {
                 assignee: agent("7"),
                 to: to.clone(),
                 override_reservation: false,
             };
-            assert_eq!(kind(next(&s, &m)), "ASSIGNEE_ACCOUNT_OUTSIDE_HOLDER");
+            let after = next(&s, &m).unwrap();
+            assert_eq!(after.holder_id, to.id);
+            assert_eq!(after.status, NumberStatus::Assigned);
         }
+        assert_eq!(entry_path(&s, &t.b), Some(t.provider.path.clone()));
+        assert_eq!(entry_path(&s, &t.a1), Some(t.a1.path.clone()));
+    }
+
+    #[test]
+    fn an_assignee_in_another_tree_is_refused() {
+        let t = tree();
+        let other = target(None);
+        let s = held_by(&t.a, &t.provider, NumberStatus::Assigned);
+        let m = Move::Reassign {
+            assignee: agent("7"),
+            to: other,
+        };
+        assert_eq!(kind(next(&s, &m)), "ACCOUNTS_IN_DIFFERENT_TREES");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod number;
 pub mod principal;
 pub mod series;
+pub mod trunk;
 pub mod validate;
 
 use uuid::Uuid;

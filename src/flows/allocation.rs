@@ -216,7 +216,11 @@ pub async fn allocate(tx: &Tx<'_>, caller: &Caller, c: MoveNumbers) -> Result<Ve
         from: from.id,
         to: Target::of(&to),
     };
-    move_selection(tx, caller, &from, &c.selection, &m, &entering).await
+    let moved = move_selection(tx, caller, &from, &c.selection, &m, &entering).await?;
+    match &c.attributes {
+        Some(set) => super::number_pool::bind_attributes(tx, caller, moved, &to, set).await,
+        None => Ok(moved),
+    }
 }
 
 /// Withdraw: unused numbers go back up to the parent. The parent's call: the caller must be
@@ -270,9 +274,11 @@ pub async fn transfer(tx: &Tx<'_>, caller: &Caller, c: MoveNumbers) -> Result<Ve
     move_selection(tx, caller, &from, &c.selection, &m, &entering).await
 }
 
-/// The account an assignee belongs to: the holder when none is named. An assignee below the
-/// holder takes the number down with it: an allocation, so the caller needs the admin rights
-/// an allocation needs; an operator assigns only within the account that holds the number.
+/// The account an assignee belongs to: the holder when none is named. An assignee elsewhere
+/// takes the number with it (down, or through the lowest common ancestor to a sibling
+/// sub-team): an allocation or a transfer, so the caller needs the admin rights those need,
+/// over the holder and over the assignee's account; an operator assigns only within the
+/// account that holds the number.
 async fn assignee_account(
     tx: &Tx<'_>,
     p: &Principal,
@@ -286,6 +292,7 @@ async fn assignee_account(
                 scoped_account(tx, p, id, Role::Operator, Reach::OwnOrBelow, Lock::No).await?;
             if account.id != n.holder_id {
                 p.authorize(&n.holder_path, Role::Admin, Reach::OwnOrBelow)?;
+                p.authorize(&account.path, Role::Admin, Reach::OwnOrBelow)?;
             }
             Ok(account)
         }
@@ -301,12 +308,15 @@ pub async fn change(tx: &Tx<'_>, caller: &Caller, c: OneChange) -> Result<Number
     };
     let n = scoped_number(tx, p, &c.number, role, Lock::ForUpdate).await?;
     check_etag(&c.etag, n.version, "number", &n.e164)?;
+    let mut binding = None;
     // Assignments name the account they land in, which must then take the number.
     let (m, receiving) = match c.change {
         Change::Assign {
             assignee,
             override_reservation,
+            attributes,
         } => {
+            binding = attributes;
             let account = assignee_account(tx, p, &n, assignee.account_id).await?;
             let m = Move::Assign {
                 assignee,
@@ -347,10 +357,23 @@ pub async fn change(tx: &Tx<'_>, caller: &Caller, c: OneChange) -> Result<Number
         (None, Move::Reserve(_)) => require_unfrozen(tx, n.holder_id).await?,
         _ => {}
     }
-    if let Some(account) = receiving {
-        admit_into(tx, &n.holder_path, &account, 1).await?;
+    if let Some(account) = &receiving {
+        // The accounts the number enters: below the holder, or below the common ancestor.
+        let source = lifecycle::entry_path(&n, &Target::of(account))
+            .unwrap_or_else(|| n.holder_path.clone());
+        admit_into(tx, &source, account, 1).await?;
     }
-    numbers::save_state(tx, &n, &after, m.operation(), &caller.actor()).await
+    let saved = numbers::save_state(tx, &n, &after, m.operation(), &caller.actor()).await?;
+    match (binding, receiving) {
+        (Some(set), Some(holder)) => {
+            let mut bound =
+                super::number_pool::bind_attributes(tx, caller, vec![saved], &holder, &set).await?;
+            bound
+                .pop()
+                .ok_or_else(|| Error::Internal("a bound number was lost".into()))
+        }
+        _ => Ok(saved),
+    }
 }
 
 /// The changes of a batch, each answered on its own (or all-or-nothing), by the number as the
@@ -422,6 +445,24 @@ async fn within_scope(
     Ok(events.into_iter().map(|e| e.redacted(in_scope)).collect())
 }
 
+/// Why a number has no state at `time`: a number the caller sees now that was added after
+/// `time` says so (NUMBER_NOT_YET_ADDED); anything else is unseen, as a number the caller may
+/// not see is.
+async fn not_yet_added(
+    db: &impl GenericClient,
+    p: &Principal,
+    key: &Key,
+    time: SystemTime,
+) -> Error {
+    match scoped_number(db, p, key, Role::Viewer, Lock::No).await {
+        Ok(n) if n.create_time > time => lifecycle::not_yet_added(&n),
+        Ok(_) | Err(Error::NotFound { .. } | Error::PermissionDenied) => {
+            unseen(p, "number", key.to_string())
+        }
+        Err(e) => e,
+    }
+}
+
 /// Where a number stood at `time`: the last event at or before it. Whoever could see the number
 /// then may see it (a RETURNED number only from the owner's side), as long as the caller's own
 /// account still exists; accounts outside the caller's scope are not named.
@@ -440,7 +481,9 @@ pub async fn state_at(
         Some(id) => store::event_at(db, id, time).await?,
         None => None,
     };
-    let event = event.ok_or_else(|| unseen(p, "number", key.to_string()))?;
+    let Some(event) = event else {
+        return Err(not_yet_added(db, p, key, time).await);
+    };
     p.authorize(&event.visible_path(), Role::Viewer, Reach::OwnOrBelow)?;
     let mut seen = within_scope(db, p, vec![event]).await?;
     seen.pop()

@@ -6,20 +6,21 @@ use uuid::Uuid;
 
 use super::allocation::admit_into;
 use super::{Caller, below_provider, each, scoped_account, scoped_number, unseen};
-use crate::domain::account::{Account, child_path};
+use crate::domain::account::{Account, child_path, path_ids};
 use crate::domain::check_etag;
 use crate::domain::command::{
-    AddNumbers, CreateSeries, Delete, Key, NewNumber, NumberFilter, SearchAvailable, UpdateNumber,
-    UpdateSeries,
+    AddNumbers, CreateSeries, CreateSipTrunk, Delete, Key, NewNumber, NumberFilter, RenameSipTrunk,
+    SearchAvailable, SeriesFilter, SetAttributes, UpdateNumber, UpdateSeries,
 };
 use crate::domain::lifecycle;
-use crate::domain::number::{Number, NumberStatus, OWNER_ONLY, Operation};
+use crate::domain::number::{Attributes, Number, NumberStatus, OWNER_ONLY, Operation};
 use crate::domain::principal::{Principal, Reach, Role};
 use crate::domain::series::Series;
+use crate::domain::trunk::{self, SipTrunk};
 use crate::error::{Error, Result};
 use crate::store::inventory::{self, BySeries, Counts};
 use crate::store::numbers::{self, NumberQuery, Scope};
-use crate::store::{GenericClient, Lock, Tx, series};
+use crate::store::{GenericClient, Lock, Tx, series, trunks};
 
 /// A provider the caller administers (numbers and series belong to providers).
 pub async fn admin_provider(db: &impl GenericClient, p: &Principal, id: Uuid) -> Result<Account> {
@@ -53,6 +54,7 @@ async fn add_one(tx: &Tx<'_>, caller: &Caller, owner: &Account, add: NewNumber) 
         }
         _ => owner.clone(),
     };
+    require_trunk(tx, &holder, &add.attributes.sip_trunk).await?;
     numbers::insert(
         tx,
         numbers::Insert {
@@ -86,27 +88,45 @@ pub async fn get(db: &impl GenericClient, p: &Principal, key: &Key) -> Result<Nu
 pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateNumber) -> Result<Number> {
     let p = &caller.principal;
     let current = scoped_number(tx, p, &Key::Id(c.id), Role::Admin, Lock::ForUpdate).await?;
-    let owners: Vec<String> = c
-        .paths
+    require_owner_for(p, current.owner_id, &c.paths)?;
+    check_etag(&c.etag, current.version, "number", &current.e164)?;
+    lifecycle::require_live(&current)?;
+    if c.paths.iter().any(|p| p == "sip_trunk")
+        && c.incoming.sip_trunk != current.attributes.sip_trunk
+    {
+        let holder = crate::store::accounts::get(tx, current.holder_id, Lock::No).await?;
+        require_trunk(tx, &holder, &c.incoming.sip_trunk).await?;
+    }
+    set_one(tx, caller, current, &c.paths, &c.incoming).await
+}
+
+/// The attributes that belong to the owner (OWNER_ONLY) are set only by the owner's admins.
+fn require_owner_for(p: &Principal, owner_id: Uuid, paths: &[String]) -> Result<()> {
+    let owners: Vec<String> = paths
         .iter()
         .filter(|path| OWNER_ONLY.contains(&path.as_str()))
         .cloned()
         .collect();
     if !owners.is_empty()
-        && p.authorize(
-            &child_path("", current.owner_id),
-            Role::Admin,
-            Reach::OwnOrBelow,
-        )
-        .is_err()
+        && p.authorize(&child_path("", owner_id), Role::Admin, Reach::OwnOrBelow)
+            .is_err()
     {
         return Err(Error::OwnerOnly { fields: owners });
     }
-    check_etag(&c.etag, current.version, "number", &current.e164)?;
-    lifecycle::require_live(&current)?;
+    Ok(())
+}
+
+/// Merges the attributes `paths` names into one number and records the UPDATE.
+async fn set_one(
+    tx: &Tx<'_>,
+    caller: &Caller,
+    current: Number,
+    paths: &[String],
+    incoming: &Attributes,
+) -> Result<Number> {
     let mut attributes = current.attributes.clone();
-    attributes.merge(&c.incoming, &c.paths);
-    let updated = numbers::update_attributes(tx, c.id, &attributes).await?;
+    attributes.merge(incoming, paths);
+    let updated = numbers::update_attributes(tx, current.id, &attributes).await?;
     numbers::record(
         tx,
         Some(&current),
@@ -116,6 +136,29 @@ pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateNumber) -> Result<Num
     )
     .await?;
     Ok(updated)
+}
+
+/// Binds attributes to numbers a move has just brought to `holder`, in the move's transaction
+/// (allocation and assignment with attributes): who may set which is UpdateNumber's rule
+/// (OWNER_ONLY for the owner's admins), a trunk must be one `holder` or an account above it
+/// has, and each number records its UPDATE after the move's event.
+pub async fn bind_attributes(
+    tx: &Tx<'_>,
+    caller: &Caller,
+    moved: Vec<Number>,
+    holder: &Account,
+    set: &SetAttributes,
+) -> Result<Vec<Number>> {
+    let p = &caller.principal;
+    require_owner_for(p, holder.provider_id, &set.paths)?;
+    if set.paths.iter().any(|p| p == "sip_trunk") {
+        require_trunk(tx, holder, &set.incoming.sip_trunk).await?;
+    }
+    let mut bound = Vec::with_capacity(moved.len());
+    for n in moved {
+        bound.push(set_one(tx, caller, n, &set.paths, &set.incoming).await?);
+    }
+    Ok(bound)
 }
 
 /// DeleteNumber: only the owner, only while it holds the number unused.
@@ -174,6 +217,9 @@ pub async fn query(
     q.tag = f.tag.clone();
     q.labels = f.labels.clone();
     q.assignee_id = f.assignee_id.clone();
+    q.reservation_tag = f.reservation_tag.clone();
+    q.reserved_for = f.reserved_for.clone();
+    q.sip_trunk = f.sip_trunk.clone();
     Ok(q)
 }
 
@@ -207,7 +253,17 @@ pub async fn search(db: &impl GenericClient, p: &Principal, s: &SearchAvailable)
     )
     .await?;
     let mut q = NumberQuery::new(Scope::Holder(holder.id));
-    q.statuses = vec![NumberStatus::Available];
+    // Reservations are found by their tag or by whom they are for (the series seed's "reserve
+    // for an individual or a role with a tag"); otherwise the unused numbers are searched.
+    let reserved = s.reservation_tag.is_some() || s.reserved_for.is_some();
+    q.statuses = vec![if reserved {
+        NumberStatus::Reserved
+    } else {
+        NumberStatus::Available
+    }];
+    q.reservation_tag = s.reservation_tag.clone();
+    q.reserved_for = s.reserved_for.clone();
+    q.sip_trunk = s.sip_trunk.clone();
     q.e164_like = s.like.clone();
     if s.consecutive <= 1 {
         let numbers = numbers::list(db, &q, None, s.limit).await?;
@@ -223,7 +279,7 @@ pub async fn search(db: &impl GenericClient, p: &Principal, s: &SearchAvailable)
     let ranges = numbers::consecutive_runs(db, &q, run, runs).await?;
     let mut found = Vec::new();
     for (first, last) in &ranges {
-        found.extend(numbers::available_range(db, holder.id, first, last).await?);
+        found.extend(numbers::in_range(db, &q, first, last).await?);
     }
     found.truncate(s.limit as usize);
     Ok(Found {
@@ -262,6 +318,19 @@ pub async fn inventory(
     })
 }
 
+/// The tags in use in an account's subtree (reservation tags, number tags) with their counts,
+/// as the caller sees it: below the provider, RETURNED numbers are not the caller's any more.
+pub async fn tags(
+    db: &impl GenericClient,
+    p: &Principal,
+    account_id: Uuid,
+) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
+    let account =
+        scoped_account(db, p, account_id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?;
+    let hide_returned = below_provider(db, p).await?;
+    inventory::tags(db, account.provider_id, &account.path, hide_returned).await
+}
+
 /// A series the caller may act on with `role` (it administers or views the provider).
 async fn scoped_series(
     db: &impl GenericClient,
@@ -294,6 +363,7 @@ pub async fn list_series(
     db: &impl GenericClient,
     p: &Principal,
     provider_id: Uuid,
+    filter: &SeriesFilter,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Series>> {
@@ -306,7 +376,7 @@ pub async fn list_series(
         Lock::No,
     )
     .await?;
-    series::list(db, provider_id, after, limit).await
+    series::list(db, provider_id, filter, after, limit).await
 }
 
 pub async fn update_series(tx: &Tx<'_>, caller: &Caller, c: UpdateSeries) -> Result<Series> {
@@ -321,4 +391,110 @@ pub async fn delete_series(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()
     let current = scoped_series(tx, &caller.principal, c.id, Role::Admin, Lock::ForUpdate).await?;
     check_etag(&c.etag, current.version, "series", &c.id.to_string())?;
     series::delete(tx, &current).await
+}
+
+/// A trunk the caller may act on with `role` over its account.
+async fn scoped_trunk(
+    db: &impl GenericClient,
+    p: &Principal,
+    id: Uuid,
+    role: Role,
+    lock: Lock,
+) -> Result<(SipTrunk, Account)> {
+    match trunks::get(db, id, lock).await {
+        Ok(t) => {
+            let account =
+                scoped_account(db, p, t.account_id, role, Reach::OwnOrBelow, Lock::No).await?;
+            Ok((t, account))
+        }
+        Err(Error::NotFound { .. }) => Err(unseen(p, "sip trunk", id.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// A trunk name resolves to one trunk on any path of the tree: none of the account's
+/// ancestors or descendants may have a trunk of the same name (siblings may).
+async fn require_free_name(
+    db: &impl GenericClient,
+    account: &Account,
+    name: &str,
+    except: Option<Uuid>,
+) -> Result<()> {
+    if trunks::name_on_path(db, account.provider_id, &account.path, name, true, except).await? {
+        return Err(Error::AlreadyExists {
+            resource_type: "sip trunk",
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A number held at `holder` may name a trunk of the holder or of an account above it; an
+/// empty name is no trunk.
+pub async fn require_trunk(db: &impl GenericClient, holder: &Account, name: &str) -> Result<()> {
+    if name.is_empty()
+        || trunks::name_on_path(db, holder.provider_id, &holder.path, name, false, None).await?
+    {
+        return Ok(());
+    }
+    Err(trunk::unknown(name, holder.id))
+}
+
+/// CreateSipTrunk: the account's admins' call.
+pub async fn create_trunk(tx: &Tx<'_>, caller: &Caller, c: CreateSipTrunk) -> Result<SipTrunk> {
+    let account = scoped_account(
+        tx,
+        &caller.principal,
+        c.account_id,
+        Role::Admin,
+        Reach::OwnOrBelow,
+        Lock::ForUpdate,
+    )
+    .await?;
+    require_free_name(tx, &account, &c.name, None).await?;
+    trunks::insert(tx, account.provider_id, account.id, &c.name).await
+}
+
+/// The trunks of an account; with `inherited`, those of its ancestors the caller sees too.
+pub async fn list_trunks(
+    db: &impl GenericClient,
+    p: &Principal,
+    account_id: Uuid,
+    inherited: bool,
+) -> Result<Vec<SipTrunk>> {
+    let account =
+        scoped_account(db, p, account_id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?;
+    let mut ids = vec![account.id];
+    if inherited {
+        ids = path_ids(&account.path);
+        if let Some(own) = p.account_id.filter(|_| !p.is_platform())
+            && let Some(pos) = ids.iter().position(|i| *i == own)
+        {
+            ids.drain(..pos);
+        }
+    }
+    trunks::of_accounts(db, &ids).await
+}
+
+/// UpdateSipTrunk: a new name; the numbers that name the trunk follow it.
+pub async fn rename_trunk(tx: &Tx<'_>, caller: &Caller, c: RenameSipTrunk) -> Result<SipTrunk> {
+    let (current, account) =
+        scoped_trunk(tx, &caller.principal, c.id, Role::Admin, Lock::ForUpdate).await?;
+    check_etag(&c.etag, current.version, "sip trunk", &c.id.to_string())?;
+    if current.name == c.name {
+        return Ok(current);
+    }
+    require_free_name(tx, &account, &c.name, Some(current.id)).await?;
+    trunks::rename(tx, &current, &account.path, &c.name).await
+}
+
+/// DeleteSipTrunk: only once no number of the account's subtree names it.
+pub async fn delete_trunk(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()> {
+    let (current, account) =
+        scoped_trunk(tx, &caller.principal, c.id, Role::Admin, Lock::ForUpdate).await?;
+    check_etag(&c.etag, current.version, "sip trunk", &c.id.to_string())?;
+    let (total, first) =
+        trunks::numbers_using(tx, &current, &account.path, trunk::NAMED_IN_USE).await?;
+    trunk::require_unused(&current, total, &first)?;
+    trunks::delete(tx, current.id).await
 }

@@ -97,6 +97,26 @@ pub async fn change_state(tx: &Tx<'_>, caller: &Caller, c: ChangeAccountState) -
     store::set_state(tx, c.id, c.to).await
 }
 
+/// Close: the parent's call, for good. The account (active or suspended) must hold no number in
+/// its subtree any more; closing a closed account answers it as it is. A closed account is never
+/// resumed or suspended again ([`change_state`] refuses it), and like a suspended one it freezes
+/// its subtree; it stays readable, with its history.
+pub async fn close(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<Account> {
+    let account = to_change(tx, caller, c.id, Reach::Below, &c.etag).await?;
+    if account.state == AccountState::Closed {
+        return Ok(account);
+    }
+    let (total, first) = store::numbers_in_subtree(
+        tx,
+        account.provider_id,
+        &account.path,
+        account::NAMED_IN_THE_WAY,
+    )
+    .await?;
+    account::require_no_numbers(account.id, total, &first)?;
+    store::set_state(tx, c.id, AccountState::Closed).await
+}
+
 /// Delete: the parent's call, only when the account has no children and holds no numbers.
 pub async fn delete(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()> {
     to_change(tx, caller, c.id, Reach::Below, &c.etag).await?;

@@ -11,6 +11,7 @@ use crate::domain::number::{
     NumberType, Operation, Reservation,
 };
 use crate::domain::series::Series;
+use crate::domain::trunk::SipTrunk;
 use crate::domain::validate::Violations;
 use crate::store::inventory::Counts;
 
@@ -251,6 +252,15 @@ pub fn series_to_proto(s: Series) -> pb::Series {
         display_name: s.display_name,
         description: s.description,
         etag: domain_etag(s.version),
+    }
+}
+
+pub fn trunk_to_proto(t: SipTrunk) -> pb::SipTrunk {
+    pb::SipTrunk {
+        id: t.id.to_string(),
+        account_id: t.account_id.to_string(),
+        name: t.name,
+        etag: domain_etag(t.version),
     }
 }
 

@@ -8,7 +8,9 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use super::convert::{counts_to_proto, number_to_proto, numbers_to_proto, series_to_proto};
+use super::convert::{
+    counts_to_proto, number_to_proto, numbers_to_proto, series_to_proto, trunk_to_proto,
+};
 use super::status::rpc_status;
 use super::{AppState, LARGE, Page, parse, principal};
 use crate::domain::command::Key;
@@ -212,6 +214,75 @@ impl NumberPoolService for NumberPool {
         }))
     }
 
+    async fn list_tags(
+        &self,
+        request: Request<pb::ListTagsRequest>,
+    ) -> Answer<pb::ListTagsResponse> {
+        let principal = principal(&request)?;
+        let id = parse_id("account_id", &request.get_ref().account_id)?;
+        let client = self.0.db.client().await?;
+        let (reservation, number) = flows::tags(&client, &principal, id).await?;
+        let counts = |tags: Vec<(String, i64)>| {
+            tags.into_iter()
+                .map(|(tag, count)| pb::TagCount { tag, count })
+                .collect()
+        };
+        Ok(Response::new(pb::ListTagsResponse {
+            reservation_tags: counts(reservation),
+            number_tags: counts(number),
+        }))
+    }
+
+    async fn create_sip_trunk(
+        &self,
+        request: Request<pb::CreateSipTrunkRequest>,
+    ) -> Answer<pb::SipTrunk> {
+        self.0
+            .mutate(
+                request,
+                |tx, c, cmd| flows::create_trunk(tx, c, cmd).boxed(),
+                trunk_to_proto,
+            )
+            .await
+    }
+
+    async fn list_sip_trunks(
+        &self,
+        request: Request<pb::ListSipTrunksRequest>,
+    ) -> Answer<pb::ListSipTrunksResponse> {
+        let principal = principal(&request)?;
+        let req = request.get_ref();
+        let id = parse_id("account_id", &req.account_id)?;
+        let client = self.0.db.client().await?;
+        let trunks = flows::list_trunks(&client, &principal, id, req.include_inherited).await?;
+        Ok(Response::new(pb::ListSipTrunksResponse {
+            sip_trunks: trunks.into_iter().map(trunk_to_proto).collect(),
+        }))
+    }
+
+    async fn update_sip_trunk(
+        &self,
+        request: Request<pb::UpdateSipTrunkRequest>,
+    ) -> Answer<pb::SipTrunk> {
+        self.0
+            .mutate(
+                request,
+                |tx, c, cmd| flows::rename_trunk(tx, c, cmd).boxed(),
+                trunk_to_proto,
+            )
+            .await
+    }
+
+    async fn delete_sip_trunk(&self, request: Request<pb::DeleteSipTrunkRequest>) -> Answer<()> {
+        self.0
+            .mutate(
+                request,
+                |tx, c, cmd| flows::delete_trunk(tx, c, cmd).boxed(),
+                |()| (),
+            )
+            .await
+    }
+
     async fn create_series(&self, request: Request<pb::CreateSeriesRequest>) -> Answer<pb::Series> {
         self.0
             .mutate(
@@ -238,10 +309,17 @@ impl NumberPoolService for NumberPool {
         let mut v = Violations::new();
         let provider_id = parse::required_id(&mut v, "provider_id", &req.provider_id);
         let limit = v.page_size(req.page_size, 100, 1000);
+        let filter = parse::series_filter(&mut v, &req);
         v.finish()?;
+        // The token is bound to the provider and the filters: a changed filter is refused.
+        let bound = pb::ListSeriesRequest {
+            page_size: 0,
+            page_token: String::new(),
+            ..req.clone()
+        };
         let (page, after): (_, Option<String>) = Page::open(
             &self.0.page_tokens,
-            provider_id.as_bytes().to_vec(),
+            bound.encode_to_vec(),
             &req.page_token,
             limit,
         )?;
@@ -250,6 +328,7 @@ impl NumberPoolService for NumberPool {
             &client,
             &principal,
             provider_id,
+            &filter,
             after.as_deref(),
             page.fetch(),
         )

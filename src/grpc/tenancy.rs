@@ -139,6 +139,19 @@ impl TenancyService for Tenancy {
             .await
     }
 
+    async fn close_account(
+        &self,
+        request: Request<pb::CloseAccountRequest>,
+    ) -> Answer<pb::Account> {
+        self.0
+            .mutate(
+                request,
+                |tx, c, cmd| flows::close(tx, c, cmd).boxed(),
+                account_to_proto,
+            )
+            .await
+    }
+
     async fn get_account_path(
         &self,
         request: Request<pb::GetAccountPathRequest>,

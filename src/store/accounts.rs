@@ -285,6 +285,26 @@ pub async fn list(
 }
 
 /// Live numbers the account holds itself.
+/// The numbers held anywhere in the subtree at `path`: how many, and the first `limit` E.164s.
+pub async fn numbers_in_subtree(
+    db: &impl GenericClient,
+    provider_id: Uuid,
+    path: &str,
+    limit: i64,
+) -> Result<(i64, Vec<String>)> {
+    let like = format!("{path}%");
+    let rows = db
+        .query(
+            "SELECT e164, count(*) OVER () FROM numbers
+             WHERE provider_id = $1 AND holder_path LIKE $2 AND status <> 'deleted'
+             ORDER BY e164 LIMIT $3",
+            &[&provider_id, &like, &limit],
+        )
+        .await?;
+    let total = rows.first().map_or(0, |r| r.get(1));
+    Ok((total, rows.iter().map(|r| r.get(0)).collect()))
+}
+
 pub async fn count_numbers_held(db: &impl GenericClient, id: Uuid) -> Result<i64> {
     Ok(db
         .query_one(

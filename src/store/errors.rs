@@ -34,6 +34,11 @@ const CONSTRAINTS: &[(SqlState, &str, Meaning)] = &[
         Meaning::Exists("number"),
     ),
     (
+        SqlState::UNIQUE_VIOLATION,
+        "sip_trunks_name_unique",
+        Meaning::Exists("sip trunk"),
+    ),
+    (
         SqlState::CHECK_VIOLATION,
         "numbers_delete_unused",
         Meaning::Broken(

@@ -129,3 +129,39 @@ async fn subtree_sums(
     )
     .await
 }
+
+/// Most tags of each kind [`tags`] answers: tags are labels people pick from, not data.
+pub const MAX_TAGS: i64 = 1000;
+
+/// The tags in use in the subtree at `path`, each with how many numbers carry it, by tag:
+/// reservation tags of RESERVED numbers, and number tags of every live number (RETURNED ones
+/// left out with `hide_returned`). At most [`MAX_TAGS`] of each.
+pub async fn tags(
+    db: &impl GenericClient,
+    provider_id: Uuid,
+    path: &str,
+    hide_returned: bool,
+) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
+    let like = format!("{path}%");
+    let pairs =
+        |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let reservation = db
+        .query(
+            "SELECT reservation_tag, count(*) FROM numbers
+             WHERE provider_id = $1 AND holder_path LIKE $2 AND status = 'reserved'
+               AND coalesce(reservation_tag, '') <> ''
+             GROUP BY 1 ORDER BY 1 LIMIT $3",
+            &[&provider_id, &like, &MAX_TAGS],
+        )
+        .await?;
+    let number = db
+        .query(
+            "SELECT t, count(*) FROM numbers, unnest(tags) AS t
+             WHERE provider_id = $1 AND holder_path LIKE $2 AND status <> 'deleted'
+               AND NOT ($4 AND status = 'returned')
+             GROUP BY 1 ORDER BY 1 LIMIT $3",
+            &[&provider_id, &like, &MAX_TAGS, &hide_returned],
+        )
+        .await?;
+    Ok((pairs(reservation), pairs(number)))
+}

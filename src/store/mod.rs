@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod migrate;
 pub mod numbers;
 pub mod series;
+pub mod trunks;
 
 use std::time::Duration;
 

@@ -306,6 +306,9 @@ pub struct NumberQuery {
     pub tag: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub assignee_id: Option<String>,
+    pub reservation_tag: Option<String>,
+    pub reserved_for: Option<String>,
+    pub sip_trunk: Option<String>,
     /// Leave RETURNED numbers out: they have left their holder's own view.
     pub hide_returned: bool,
 }
@@ -323,6 +326,9 @@ impl NumberQuery {
             tag: None,
             labels: BTreeMap::new(),
             assignee_id: None,
+            reservation_tag: None,
+            reserved_for: None,
+            sip_trunk: None,
             hide_returned: false,
         }
     }
@@ -391,6 +397,15 @@ impl NumberQuery {
         }
         if let Some(a) = &self.assignee_id {
             bind(&mut clauses, "assignee_id = ?", Box::new(a.clone()));
+        }
+        if let Some(t) = &self.reservation_tag {
+            bind(&mut clauses, "reservation_tag = ?", Box::new(t.clone()));
+        }
+        if let Some(r) = &self.reserved_for {
+            bind(&mut clauses, "reserved_for = ?", Box::new(r.clone()));
+        }
+        if let Some(t) = &self.sip_trunk {
+            bind(&mut clauses, "sip_trunk = ?", Box::new(t.clone()));
         }
         if clauses.is_empty() {
             clauses.push("true".into());
@@ -476,21 +491,25 @@ pub async fn consecutive_runs(
         .collect())
 }
 
-/// AVAILABLE numbers of a holder between two E.164 numbers of the same length, both included.
-pub async fn available_range(
+/// The numbers a query selects between two E.164 numbers of the same length, both included:
+/// the numbers of one run [`consecutive_runs`] found.
+pub async fn in_range(
     db: &impl GenericClient,
-    holder: Uuid,
+    q: &NumberQuery,
     first: &str,
     last: &str,
 ) -> Result<Vec<Number>> {
+    let (clause, mut params) = q.where_clause();
+    params.push(Box::new(first.to_string()));
+    params.push(Box::new(last.to_string()));
+    let (a, b) = (params.len() - 1, params.len());
     let sql = format!(
         "SELECT {COLUMNS} FROM numbers
-         WHERE holder_id = $1 AND status = 'available' AND e164 BETWEEN $2 AND $3
-           AND length(e164) = length($2)
+         WHERE {clause} AND e164 BETWEEN ${a} AND ${b} AND length(e164) = length(${a})
          ORDER BY e164"
     );
     Ok(db
-        .query(&db.prepare_cached(&sql).await?, &[&holder, &first, &last])
+        .query(&db.prepare_cached(&sql).await?, &refs(&params))
         .await?
         .iter()
         .map(from_row)

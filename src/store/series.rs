@@ -6,6 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{GenericClient, Lock, errors};
+use crate::domain::command::SeriesFilter;
 use crate::domain::series::Series;
 use crate::error::{Error, Result};
 
@@ -112,21 +113,31 @@ pub async fn delete(db: &impl GenericClient, series: &Series) -> Result<()> {
     Ok(())
 }
 
-/// A provider's series in prefix order, after `after`.
+/// A provider's series in prefix order, after `after`, that the filter selects. The name is
+/// matched as a case-insensitive substring (LIKE's wildcards in it are taken literally).
 pub async fn list(
     db: &impl GenericClient,
     provider_id: Uuid,
+    filter: &SeriesFilter,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Series>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM series WHERE provider_id = $1 AND prefix > $2
+           AND ($4::text IS NULL OR strpos(lower(display_name), lower($4)) > 0)
+           AND ($5::text IS NULL OR starts_with(prefix, $5))
          ORDER BY prefix LIMIT $3"
     );
     Ok(db
         .query(
             &db.prepare_cached(&sql).await?,
-            &[&provider_id, &after.unwrap_or(""), &limit],
+            &[
+                &provider_id,
+                &after.unwrap_or(""),
+                &limit,
+                &filter.name_contains,
+                &filter.prefix,
+            ],
         )
         .await?
         .iter()

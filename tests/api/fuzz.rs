@@ -52,6 +52,13 @@ const METHODS: &[&str] = &[
     "AllocationService/BatchReleaseNumbers",
     "AllocationService/ListNumberEvents",
     "AllocationService/GetNumberStateAt",
+    // Issue 10's RPCs, last: the cases drawn for the RPCs above stay the same.
+    "TenancyService/CloseAccount",
+    "NumberPoolService/ListTags",
+    "NumberPoolService/CreateSipTrunk",
+    "NumberPoolService/ListSipTrunks",
+    "NumberPoolService/UpdateSipTrunk",
+    "NumberPoolService/DeleteSipTrunk",
 ];
 
 /// Strings worth sending: the scene's real ids and numbers, and what breaks parsers.

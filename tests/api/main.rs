@@ -15,5 +15,6 @@ mod metrics;
 mod model;
 mod number_pool;
 mod requests;
+mod seeds;
 mod tenancy;
 mod tls;

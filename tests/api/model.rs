@@ -302,7 +302,9 @@ impl Model {
                     matches!(s.status, Status::Available | Status::Reserved),
                     &mut refusals,
                 );
-                rule(covers(s.holder, to), &mut refusals);
+                // An assignee anywhere in the tree: the number goes there through the lowest
+                // common ancestor of its holder and the assignee's account (an admin's move,
+                // whose scope covers both: see above).
                 rule(
                     override_reservation
                         || s.status != Status::Reserved

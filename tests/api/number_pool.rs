@@ -26,6 +26,7 @@ async fn listed(c: &mut Clients, filter: pb::NumberFilter) -> Vec<String> {
 async fn a_provider_adds_a_number_in_international_or_national_form() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
+    app.trunk(&provider, "trunk-7").await;
     let mut c = app.admin(&provider).await;
     let mut req = add_number(&provider, "+1 (303) 555-0100");
     let n = req.number.as_mut().unwrap();
@@ -210,6 +211,7 @@ async fn update_changes_the_masked_attributes_and_honours_the_etag() {
     let provider = app.provider("Acme").await;
     let mut c = app.admin(&provider).await;
     let n = app.add_number(&provider, "+13035550100").await;
+    app.trunk(&provider, "trunk-9").await;
     let update = |etag: &str, paths: &[&str]| pb::UpdateNumberRequest {
         number: Some(pb::Number {
             id: n.id.clone(),
@@ -252,6 +254,7 @@ async fn the_owners_attributes_change_only_by_the_owners_admins_not_the_holders(
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
     let team = app.child(&provider, "Team").await;
+    app.trunk(&team, "team-trunk").await;
     let mut req = add_number(&provider, "+13035550100");
     if let Some(n) = req.number.as_mut() {
         n.carrier = "Acme Carrier".into();
@@ -613,6 +616,7 @@ async fn search_finds_available_numbers_by_prefix_wildcards_vanity_and_runs() {
             pattern: pattern.into(),
             consecutive,
             page_size: 0,
+            ..Default::default()
         };
         c.number_pool.search_available_numbers(request).await
     };
@@ -762,6 +766,7 @@ async fn a_search_for_consecutive_numbers_answers_at_most_a_page_of_numbers() {
             pattern: "+1303".into(),
             consecutive: 50,
             page_size: 100,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -775,6 +780,7 @@ async fn a_search_for_consecutive_numbers_answers_at_most_a_page_of_numbers() {
             pattern: "+1303".into(),
             consecutive: 60,
             page_size: 10,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -144,9 +144,12 @@ fn plain(v: &mut Violations, prefix: &str, number: &str, etag: &str, change: Cha
 
 fn assign(v: &mut Violations, prefix: &str, r: &pb::AssignNumberRequest) -> OneChange {
     let assignee = assignee(v, &format!("{prefix}assignee"), r.assignee.as_ref());
+    let attributes =
+        super::bound_attributes(v, prefix, r.attributes.as_ref(), r.attributes_mask.as_ref());
     let change = Change::Assign {
         assignee,
         override_reservation: r.override_reservation,
+        attributes,
     };
     plain(v, prefix, &r.number, &r.etag, change)
 }
@@ -172,6 +175,16 @@ fn checked<T>(read: impl FnOnce(&mut Violations) -> T) -> Result<T> {
 
 /// A move between two accounts (allocate, transfer).
 fn between(from: &str, to: &str, s: Option<&pb::NumberSelection>) -> Result<MoveNumbers> {
+    bind_between(from, to, s, |_| None)
+}
+
+/// [`between`], with the attributes `bind` reads (an allocation's).
+fn bind_between(
+    from: &str,
+    to: &str,
+    s: Option<&pb::NumberSelection>,
+    bind: impl FnOnce(&mut Violations) -> Option<crate::domain::command::SetAttributes>,
+) -> Result<MoveNumbers> {
     checked(|v| {
         let from_id = required_id(v, "from_account_id", from);
         let to_id = required_id(v, "to_account_id", to);
@@ -182,6 +195,7 @@ fn between(from: &str, to: &str, s: Option<&pb::NumberSelection>) -> Result<Move
             from: from_id,
             to: to_id,
             selection: selection(v, s),
+            attributes: bind(v),
         }
     })
 }
@@ -189,7 +203,12 @@ fn between(from: &str, to: &str, s: Option<&pb::NumberSelection>) -> Result<Move
 impl TryFrom<&pb::AllocateNumbersRequest> for MoveNumbers {
     type Error = Error;
     fn try_from(r: &pb::AllocateNumbersRequest) -> Result<Self> {
-        between(&r.from_account_id, &r.to_account_id, r.selection.as_ref())
+        bind_between(
+            &r.from_account_id,
+            &r.to_account_id,
+            r.selection.as_ref(),
+            |v| super::bound_attributes(v, "", r.attributes.as_ref(), r.attributes_mask.as_ref()),
+        )
     }
 }
 

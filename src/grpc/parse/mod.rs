@@ -9,7 +9,7 @@ mod tenancy;
 mod fuzz_tests;
 
 pub use allocation::{MAX_NUMBERS, MAX_QUANTITY};
-pub use number_pool::{MAX_BATCH, attributes, filter, search};
+pub use number_pool::{MAX_BATCH, attributes, bound_attributes, filter, search, series_filter};
 pub use tenancy::state as account_state;
 
 use std::time::SystemTime;

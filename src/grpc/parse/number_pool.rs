@@ -4,12 +4,13 @@ use numbering_client::v1 as pb;
 
 use super::{optional_id, required_id};
 use crate::domain::command::{
-    AddNumbers, Batch, CreateSeries, Delete, NewNumber, NumberFilter, SearchAvailable,
-    UpdateNumber, UpdateSeries,
+    AddNumbers, Batch, CreateSeries, CreateSipTrunk, Delete, NewNumber, NumberFilter,
+    RenameSipTrunk, SearchAvailable, SeriesFilter, SetAttributes, UpdateNumber, UpdateSeries,
 };
 use crate::domain::number::{
     Attributes, E164, NumberType, UPDATABLE, parse_prefix, search_pattern,
 };
+use crate::domain::trunk::validate_name;
 use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
 use crate::grpc::convert::{number_type_from_proto, source_from_proto, status_from_proto};
@@ -141,6 +142,44 @@ pub fn mask_paths(v: &mut Violations, mask: Option<&prost_types::FieldMask>) -> 
     paths
 }
 
+/// Attributes a move binds (`attributes` and `attributes_mask`, under `prefix`): none without a
+/// mask; a mask names the paths UpdateNumber takes.
+pub fn bound_attributes(
+    v: &mut Violations,
+    prefix: &str,
+    n: Option<&pb::Number>,
+    mask: Option<&prost_types::FieldMask>,
+) -> Option<SetAttributes> {
+    let mask_field = format!("{prefix}attributes_mask");
+    let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
+        if n.is_some() {
+            v.add(mask_field, "name the attributes to set");
+        }
+        return None;
+    };
+    if mask.paths.len() > MAX_MASK_PATHS {
+        v.add(mask_field, format!("at most {MAX_MASK_PATHS} paths"));
+        return None;
+    }
+    for path in &mask.paths {
+        if !UPDATABLE.contains(&path.as_str()) {
+            v.add(
+                format!(
+                    "{mask_field}.{}",
+                    path.chars().take(MAX_MASK_PATH_LEN).collect::<String>()
+                ),
+                "not an attribute that can be set",
+            );
+        }
+    }
+    let n = n.cloned().unwrap_or_default();
+    let incoming = attributes(v, &format!("{prefix}attributes."), &n);
+    Some(SetAttributes {
+        paths: mask.paths.clone(),
+        incoming,
+    })
+}
+
 impl TryFrom<&pb::UpdateNumberRequest> for UpdateNumber {
     type Error = Error;
     fn try_from(r: &pb::UpdateNumberRequest) -> Result<Self> {
@@ -190,7 +229,9 @@ macro_rules! delete {
 delete!(
     DeleteNumberRequest,
     DeleteSeriesRequest,
-    DeleteAccountRequest
+    DeleteAccountRequest,
+    CloseAccountRequest,
+    DeleteSipTrunkRequest
 );
 
 impl TryFrom<&pb::CreateSeriesRequest> for CreateSeries {
@@ -279,6 +320,9 @@ pub fn filter(f: &pb::NumberFilter) -> Result<NumberFilter> {
     v.text("filter.tag", &f.tag, false, 64);
     v.labels("filter.labels", &f.labels);
     v.text("filter.assignee_id", &f.assignee_id, false, 256);
+    v.text("filter.reservation_tag", &f.reservation_tag, false, 64);
+    v.text("filter.reserved_for", &f.reserved_for, false, 256);
+    v.text("filter.sip_trunk", &f.sip_trunk, false, 256);
     v.finish()?;
     Ok(NumberFilter {
         holder_id,
@@ -290,7 +334,29 @@ pub fn filter(f: &pb::NumberFilter) -> Result<NumberFilter> {
         tag: Some(f.tag.clone()).filter(|t| !t.is_empty()),
         labels: f.labels.clone(),
         assignee_id: Some(f.assignee_id.clone()).filter(|a| !a.is_empty()),
+        reservation_tag: non_empty(&f.reservation_tag),
+        reserved_for: non_empty(&f.reserved_for),
+        sip_trunk: non_empty(&f.sip_trunk),
     })
+}
+
+/// An optional text field: trimmed, empty is `None`.
+fn non_empty(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// ListSeries' filters, checked.
+pub fn series_filter(v: &mut Violations, r: &pb::ListSeriesRequest) -> SeriesFilter {
+    v.text("name_contains", &r.name_contains, false, 256);
+    let prefix = if r.prefix.trim().is_empty() {
+        None
+    } else {
+        v.take(parse_prefix("prefix", &r.prefix)).ok().flatten()
+    };
+    SeriesFilter {
+        name_contains: Some(r.name_contains.trim().to_string()).filter(|n| !n.is_empty()),
+        prefix,
+    }
 }
 
 /// SearchAvailableNumbers, checked.
@@ -302,11 +368,48 @@ pub fn search(r: &pb::SearchAvailableNumbersRequest) -> Result<SearchAvailable> 
     if !(0..=1000).contains(&r.consecutive) {
         v.add("consecutive", "0 to 1000");
     }
+    v.text("reservation_tag", &r.reservation_tag, false, 64);
+    v.text("reserved_for", &r.reserved_for, false, 256);
+    v.text("sip_trunk", &r.sip_trunk, false, 256);
     v.finish()?;
     Ok(SearchAvailable {
         holder_id,
         like,
         limit,
         consecutive: r.consecutive,
+        reservation_tag: non_empty(&r.reservation_tag),
+        reserved_for: non_empty(&r.reserved_for),
+        sip_trunk: non_empty(&r.sip_trunk),
     })
+}
+
+impl TryFrom<&pb::CreateSipTrunkRequest> for CreateSipTrunk {
+    type Error = Error;
+    fn try_from(r: &pb::CreateSipTrunkRequest) -> Result<Self> {
+        let mut v = Violations::new();
+        let t = r.sip_trunk.clone().unwrap_or_default();
+        let account_id = required_id(&mut v, "sip_trunk.account_id", &t.account_id);
+        validate_name(&mut v, "sip_trunk.name", &t.name);
+        v.finish()?;
+        Ok(CreateSipTrunk {
+            account_id,
+            name: t.name.trim().to_string(),
+        })
+    }
+}
+
+impl TryFrom<&pb::UpdateSipTrunkRequest> for RenameSipTrunk {
+    type Error = Error;
+    fn try_from(r: &pb::UpdateSipTrunkRequest) -> Result<Self> {
+        let mut v = Violations::new();
+        let t = r.sip_trunk.clone().unwrap_or_default();
+        let id = required_id(&mut v, "sip_trunk.id", &t.id);
+        validate_name(&mut v, "sip_trunk.name", &t.name);
+        v.finish()?;
+        Ok(RenameSipTrunk {
+            id,
+            etag: t.etag,
+            name: t.name.trim().to_string(),
+        })
+    }
 }

@@ -1,5 +1,6 @@
 //! Assign, reassign, unassign: a number goes into use by an agent, user or service of its
-//! holder's subtree, and comes out of use again, without leaving its holder.
+//! holder's subtree (or, an admin's move, of another sub-team of the tree), and comes out of
+//! use again.
 
 use numbering_client::v1 as pb;
 use tonic::Code;
@@ -138,17 +139,128 @@ async fn unassigning_or_reassigning_a_number_that_is_not_assigned_is_refused() {
 }
 
 #[tokio::test]
-async fn an_assignee_outside_the_holders_subtree_is_refused() {
-    let (app, t, numbers, mut admin) = stocked(1).await;
+async fn an_assignee_in_another_providers_tree_is_refused() {
+    let (app, t, numbers, _) = stocked(1).await;
     app.allocate_named(&t.provider, &t.a, &[&numbers[0]]).await;
+    let other = app.provider("Other").await;
     let before = app.snapshot().await;
-    for account in [&t.b, &t.provider] {
-        let refused = admin
+    let refused = app
+        .platform()
+        .allocation
+        .assign_number(assign(&numbers[0], agent("9", Some(&other))))
+        .await;
+    assert_refused(&app, &before, refused, "ACCOUNTS_IN_DIFFERENT_TREES").await;
+}
+
+/// The agency flow: "numbers can be reassigned between agents or subteams: simply select a
+/// new agent". The number is assigned in team A's sub-team A1; the provider's admin picks an
+/// agent of team B.
+#[tokio::test]
+async fn reassigning_to_an_agent_of_a_sibling_sub_team_moves_the_number_through_the_common_ancestor_in_one_event()
+ {
+    let (app, t, numbers, mut admin) = stocked(2).await;
+    app.allocate_named(&t.provider, &t.a1, &[&numbers[0]]).await;
+    ok(admin
+        .allocation
+        .assign_number(assign(&numbers[0], agent("1", None)))
+        .await);
+    let events_before = app.operations(&numbers[0]).await.len();
+    let moved = ok(admin
+        .allocation
+        .reassign_number(pb::ReassignNumberRequest {
+            request_id: "move-to-b".into(),
+            ..reassign(&numbers[0], agent("2", Some(&t.b)))
+        })
+        .await);
+    assert_eq!(moved.holder_id, t.b.id);
+    assert_eq!(moved.status, pb::NumberStatus::Assigned as i32);
+    let assignee = moved.assignee.unwrap();
+    assert_eq!(
+        (assignee.id.as_str(), assignee.account_id.as_str()),
+        ("2", t.b.id.as_str())
+    );
+    assert_eq!(app.held(&t.a1, "assigned").await, 0);
+    assert_eq!(app.held(&t.b, "assigned").await, 1);
+    // One event, under the request's id, from team A1's agent to team B's.
+    let history = ok(admin
+        .allocation
+        .list_number_events(pb::ListNumberEventsRequest {
+            number: numbers[0].clone(),
+            ..Default::default()
+        })
+        .await)
+    .events;
+    assert_eq!(history.len(), events_before + 1);
+    let last = history.last().unwrap();
+    assert_eq!(last.operation, pb::NumberOperation::Reassign as i32);
+    assert_eq!(last.request_id, "move-to-b");
+    assert_eq!(last.before.as_ref().unwrap().holder_id, t.a1.id);
+    assert_eq!(last.after.as_ref().unwrap().holder_id, t.b.id);
+
+    // AssignNumber the same way: an unused number of team A straight to an agent of team B.
+    app.allocate_named(&t.provider, &t.a, &[&numbers[1]]).await;
+    let n = ok(admin
+        .allocation
+        .assign_number(assign(&numbers[1], agent("3", Some(&t.b))))
+        .await);
+    assert_eq!(n.holder_id, t.b.id);
+    assert_eq!(
+        app.operations(&numbers[1]).await,
+        ["add", "allocate", "assign"]
+    );
+}
+
+#[tokio::test]
+async fn a_move_across_sub_teams_is_for_an_admin_whose_scope_covers_both() {
+    let (app, t, numbers, mut admin) = stocked(1).await;
+    app.allocate_named(&t.provider, &t.a1, &[&numbers[0]]).await;
+    ok(admin
+        .allocation
+        .assign_number(assign(&numbers[0], agent("1", None)))
+        .await);
+    let before = app.snapshot().await;
+    let mut a_admin = app.admin(&t.a).await;
+    let mut provider_operator = app.operator(&t.provider).await;
+    for refused in [
+        a_admin
             .allocation
-            .assign_number(assign(&numbers[0], agent("9", Some(account))))
-            .await;
-        assert_refused(&app, &before, refused, "ASSIGNEE_ACCOUNT_OUTSIDE_HOLDER").await;
+            .reassign_number(reassign(&numbers[0], agent("2", Some(&t.b))))
+            .await,
+        provider_operator
+            .allocation
+            .reassign_number(reassign(&numbers[0], agent("2", Some(&t.b))))
+            .await,
+    ] {
+        assert_error(refused, Code::PermissionDenied);
     }
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_move_across_sub_teams_keeps_the_quota_and_the_freeze_of_where_the_number_enters() {
+    let (app, t, numbers, mut admin) = stocked(1).await;
+    app.allocate_named(&t.provider, &t.a1, &[&numbers[0]]).await;
+    ok(admin
+        .allocation
+        .assign_number(assign(&numbers[0], agent("1", None)))
+        .await);
+    let b1 = app.child(&t.b, "Team B1").await;
+    app.set_quota(&t.b, 0).await;
+    let before = app.snapshot().await;
+    let over = admin
+        .allocation
+        .reassign_number(reassign(&numbers[0], agent("2", Some(&b1))))
+        .await;
+    assert_error(over, Code::ResourceExhausted);
+    assert_eq!(app.snapshot().await, before);
+    app.set_quota(&t.b, 10).await;
+    app.suspend(&t.b).await;
+    let before = app.snapshot().await;
+    let frozen = admin
+        .allocation
+        .reassign_number(reassign(&numbers[0], agent("2", Some(&b1))))
+        .await;
+    assert_refused(&app, &before, frozen, "ACCOUNT_NOT_ACTIVE").await;
 }
 
 #[tokio::test]

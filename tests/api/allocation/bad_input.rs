@@ -29,6 +29,7 @@ async fn bad_input_is_refused_with_every_field_named() {
                     selection: None,
                     request_id: "r".repeat(200),
                     validate_only: false,
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err(),

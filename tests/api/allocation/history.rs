@@ -6,7 +6,7 @@ use pb::NumberOperation as Op;
 use tonic::Code;
 
 use super::stocked;
-use crate::helpers::{assert_error, assert_invalid, ok};
+use crate::helpers::{assert_error, assert_invalid, assert_violates, ok};
 use crate::requests::{
     a_day_ago, agent, assign, delete_account, events, events_page, named, release, state_at,
     transfer, unassign, unbind, withdraw,
@@ -83,13 +83,13 @@ async fn history_lists_every_event_in_pages_and_answers_the_state_at_a_time() {
     assert_eq!(state.status, pb::NumberStatus::Assigned as i32);
     assert_eq!(state.assignee.unwrap().id, "7");
     assert_eq!(at.event.unwrap().sequence, assign.sequence);
-    // Before its first event the number was not in the inventory.
-    assert_error(
+    // Before its first event the number was not in the inventory, and the answer says so.
+    assert_violates(
         app.platform()
             .allocation
             .get_number_state_at(state_at(n, a_day_ago()))
             .await,
-        Code::NotFound,
+        "NUMBER_NOT_YET_ADDED",
     );
 }
 

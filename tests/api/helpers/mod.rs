@@ -461,9 +461,12 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
         .spawn()
         .expect("start the binary");
     let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
+    // Over TLS, health answers on its own plain port: the TLS tests wait for it themselves.
+    let tls = env.iter().any(|(k, _)| *k == "NUMBERING_TLS_CERT_FILE");
+    for _ in 0..200 {
         if let Ok(clients) =
             numbering_client::connect(endpoint.clone(), Some(&token(As::Platform))).await
+            && (tls || health(&endpoint, "").await == ServingStatus::Serving as i32)
         {
             return BinaryServer {
                 process,
@@ -476,5 +479,5 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
     }
     let _ = process.kill();
     let _ = process.wait();
-    panic!("the binary never listened");
+    panic!("the binary never became SERVING");
 }

@@ -135,6 +135,25 @@ impl TestApp {
         ok(self.platform().tenancy.update_account(request).await)
     }
 
+    /// The live number of this E.164, as the platform sees it.
+    pub async fn get(&self, e164: &str) -> pb::Number {
+        let request = requests::get_e164(e164);
+        ok(self.platform().number_pool.get_number(request).await)
+    }
+
+    /// A SIP trunk of `account`, named `name`.
+    pub async fn trunk(&self, account: &pb::Account, name: &str) -> pb::SipTrunk {
+        let request = pb::CreateSipTrunkRequest {
+            sip_trunk: Some(pb::SipTrunk {
+                account_id: account.id.clone(),
+                name: name.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        ok(self.platform().number_pool.create_sip_trunk(request).await)
+    }
+
     pub async fn suspend(&self, account: &pb::Account) -> pb::Account {
         let request = requests::suspend(&account.id);
         ok(self.platform().tenancy.suspend_account(request).await)
