@@ -87,7 +87,10 @@ const CONNECTION_FAILURES: &[&str] = &[
 
 /// Whether a SQLSTATE means the database, not the statement, failed: the connection was lost or
 /// refused, the server is shutting down or starting, out of connections, memory or disk, or the
-/// database is gone. The caller should retry later: UNAVAILABLE.
+/// database is gone. The caller should retry later: UNAVAILABLE. A table or schema that does
+/// not exist counts too: the schema was checked at start-up, so at run time it means the
+/// database was dropped or restored under the server (health turns NOT_SERVING on its next
+/// check), not a bug of a statement that worked a moment ago.
 fn database_unavailable(code: &SqlState) -> bool {
     let class = &code.code()[..2];
     // 08 connection exception, 28 invalid authorization (at connect), 53 insufficient
@@ -101,6 +104,8 @@ fn database_unavailable(code: &SqlState) -> bool {
             SqlState::IDLE_SESSION_TIMEOUT,
             SqlState::INVALID_CATALOG_NAME,
             SqlState::T_R_STATEMENT_COMPLETION_UNKNOWN,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::INVALID_SCHEMA_NAME,
         ]
         .contains(code)
 }
@@ -259,6 +264,7 @@ mod tests {
             SqlState::TOO_MANY_CONNECTIONS,
             SqlState::CONNECTION_FAILURE,
             SqlState::INVALID_CATALOG_NAME,
+            SqlState::UNDEFINED_TABLE,
         ] {
             assert!(database_unavailable(&code), "{code:?}");
         }
