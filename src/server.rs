@@ -74,6 +74,8 @@ pub struct Fairness {
     pub max_expensive_per_account: usize,
     /// How long a drain lets calls finish before it ends the streams still open.
     pub shutdown_grace: Duration,
+    /// How long a watch with nothing to send waits before it sends a heartbeat.
+    pub watch_heartbeat: Duration,
 }
 
 impl Default for Fairness {
@@ -84,6 +86,7 @@ impl Default for Fairness {
             max_streams_per_account: 4,
             max_expensive_per_account: 8,
             shutdown_grace: Duration::from_secs(20),
+            watch_heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -258,6 +261,7 @@ pub async fn serve(
         streams: Streams {
             idle_timeout: fairness.stream_idle_timeout,
             max_import_bytes: fairness.max_import_bytes,
+            watch_heartbeat: fairness.watch_heartbeat,
             stop: stop_rx,
         },
     };

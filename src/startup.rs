@@ -178,6 +178,7 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                     max_streams_per_account: args.max_streams_per_account as usize,
                     max_expensive_per_account: args.max_expensive_calls_per_account as usize,
                     shutdown_grace: args.shutdown_grace,
+                    watch_heartbeat: args.watch_heartbeat,
                 },
             };
             server::serve(listener, db, settings, shutdown_signal()).await?;

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "idempotency_keys",
         include_str!("../../migrations/0004_idempotency_keys.sql"),
     ),
+    (
+        5,
+        "events",
+        include_str!("../../migrations/0005_events.sql"),
+    ),
 ];
 
 /// Any fixed key; it only has to be the same for every replica.
