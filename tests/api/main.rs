@@ -15,3 +15,4 @@ mod number_pool;
 mod requests;
 mod tenancy;
 mod tls;
+mod watch;
