@@ -129,6 +129,13 @@ pub struct ServeArgs {
     /// running at once.
     #[arg(long, env = "NUMBERING_MAX_EXPENSIVE_CALLS_PER_ACCOUNT", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_expensive_calls_per_account: u32,
+    /// Seconds a watch (WatchNumberEvents) with nothing to send waits before it sends a
+    /// heartbeat: a message with only the cursor.
+    #[arg(long, env = "NUMBERING_WATCH_HEARTBEAT", value_parser = humantime_secs, default_value = "10")]
+    pub watch_heartbeat: Duration,
+    /// WatchNumberEvents streams one account may have open at once.
+    #[arg(long, env = "NUMBERING_MAX_WATCHES_PER_ACCOUNT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_watches_per_account: u32,
     /// Seconds a shutdown (SIGTERM, Ctrl-C) lets calls finish before it ends open streams.
     #[arg(long, env = "NUMBERING_SHUTDOWN_GRACE", value_parser = humantime_secs, default_value = "20")]
     pub shutdown_grace: Duration,

@@ -71,6 +71,10 @@ pub enum Error {
         description: String,
         retry_after: Option<std::time::Duration>,
     },
+    /// A watch ended before its caller was done with it (the caller did not read what it was
+    /// sent, the server is stopping, the database went away): resume from `cursor`.
+    #[error("{description}")]
+    Interrupted { cursor: String, description: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -167,6 +171,7 @@ impl Error {
             Self::Unavailable(_) => "DATABASE_UNAVAILABLE",
             Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
+            Self::Interrupted { .. } => "WATCH_INTERRUPTED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -261,6 +266,14 @@ impl Error {
                 limit,
                 description: describe(&description),
                 retry_after,
+            },
+            // The cursor is the server's own, and must come back whole to be of use.
+            Self::Interrupted {
+                cursor,
+                description,
+            } => Self::Interrupted {
+                cursor,
+                description: describe(&description),
             },
             // The owner's fields are named by the server's own list, never by the caller.
             other @ (Self::RequestIdReused

@@ -139,10 +139,13 @@ pub struct Limits {
     pub streams: Limiter,
     /// SearchAvailableNumbers, ListNumbers past the default page, quantity moves, batches.
     pub expensive: Limiter,
+    /// WatchNumberEvents: long-lived and mostly idle, so counted apart from the CPU-heavy
+    /// streams (a watch never takes an import's or an export's place).
+    pub watches: Limiter,
 }
 
 impl Limits {
-    pub fn new(streams: usize, all_streams: usize, expensive: usize) -> Self {
+    pub fn new(streams: usize, all_streams: usize, expensive: usize, watches: usize) -> Self {
         Self {
             streams: Limiter::new(
                 "max-streams-per-account",
@@ -154,6 +157,11 @@ impl Limits {
                 "max-expensive-calls-per-account",
                 "expensive calls (searches, large lists, quantity moves, batches)",
                 expensive,
+            ),
+            watches: Limiter::new(
+                "max-watches-per-account",
+                "WatchNumberEvents streams",
+                watches,
             ),
         }
     }

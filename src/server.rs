@@ -74,8 +74,12 @@ pub struct Fairness {
     pub max_streams: usize,
     /// Expensive calls one account may have running at once.
     pub max_expensive_per_account: usize,
+    /// WatchNumberEvents streams one account may have open at once.
+    pub max_watches_per_account: usize,
     /// How long a drain lets calls finish before it ends the streams still open.
     pub shutdown_grace: Duration,
+    /// How long a watch with nothing to send waits before it sends a heartbeat.
+    pub watch_heartbeat: Duration,
 }
 
 /// Streams of all accounts at once, by default: one per core (at least two). An import parses
@@ -101,7 +105,9 @@ impl Default for Fairness {
             max_streams_per_account: default_streams_per_account(),
             max_streams: default_streams(),
             max_expensive_per_account: 8,
+            max_watches_per_account: 4,
             shutdown_grace: Duration::from_secs(20),
+            watch_heartbeat: Duration::from_secs(10),
         }
     }
 }
@@ -273,10 +279,12 @@ pub async fn serve(
             fairness.max_streams_per_account,
             fairness.max_streams,
             fairness.max_expensive_per_account,
+            fairness.max_watches_per_account,
         ),
         streams: Streams {
             idle_timeout: fairness.stream_idle_timeout,
             max_import_bytes: fairness.max_import_bytes,
+            watch_heartbeat: fairness.watch_heartbeat,
             stop: stop_rx,
         },
     };

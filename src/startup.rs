@@ -186,7 +186,9 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                         .max_streams
                         .map_or_else(server::default_streams, |n| n as usize),
                     max_expensive_per_account: args.max_expensive_calls_per_account as usize,
+                    max_watches_per_account: args.max_watches_per_account as usize,
                     shutdown_grace: args.shutdown_grace,
+                    watch_heartbeat: args.watch_heartbeat,
                 },
             };
             server::serve(listener, db, settings, shutdown_signal()).await?;

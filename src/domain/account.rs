@@ -76,7 +76,8 @@ pub fn common_ancestor(a: &str, b: &str) -> Option<String> {
     (common.len() > 1).then_some(common)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccountState {
     Active,
     Suspended,
@@ -103,7 +104,7 @@ impl AccountState {
 }
 
 /// The fields of an account a caller sets, already validated.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AccountFields {
     pub display_name: String,
     pub kind: String,
@@ -243,8 +244,8 @@ mod tests {
     }
 }
 
-/// An account of the tree, as stored.
-#[derive(Debug, Clone)]
+/// An account of the tree, as stored (and, in JSON, as its events show it before and after).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub id: Uuid,
     pub provider_id: Uuid,

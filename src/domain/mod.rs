@@ -4,6 +4,7 @@
 pub mod account;
 pub mod command;
 pub mod csv;
+pub mod event;
 pub mod lifecycle;
 pub mod number;
 pub mod principal;

@@ -499,6 +499,13 @@ impl NumberEvent {
         }
     }
 
+    /// The accounts the event names: the holders before and after, the actor's account.
+    pub fn accounts_named(&self) -> Vec<Uuid> {
+        let states = [&self.before, &self.after];
+        let holders = states.into_iter().flatten().map(|s| s.holder_id);
+        holders.chain(self.actor_account_id).collect()
+    }
+
     /// The event as a reader sees it whose scope covers only the accounts `in_scope` accepts:
     /// an account outside it is never named. A state whose holder is outside (the sibling a
     /// TRANSFER came from, the parent an ALLOCATE came from) shows its status only, with an

@@ -9,7 +9,8 @@ use futures::FutureExt;
 use uuid::Uuid;
 
 use super::{
-    Caller, each, require_live_caller, require_unfrozen, scoped_account, scoped_number, unseen,
+    Caller, each, in_scope, require_live_caller, require_unfrozen, scoped_account, scoped_number,
+    unseen,
 };
 use crate::domain::account::{Account, parent_path, path_ids};
 use crate::domain::check_etag;
@@ -418,7 +419,7 @@ pub async fn history(
 /// The events as the caller may see them: every account id outside its scope left out (a
 /// TRANSFER's `before` names no sibling, an ALLOCATE's no parent). One query for the paths of
 /// the accounts the events name; accounts deleted since count by the path they had.
-async fn within_scope(
+pub(crate) async fn within_scope(
     db: &impl GenericClient,
     p: &Principal,
     events: Vec<NumberEvent>,
@@ -426,23 +427,12 @@ async fn within_scope(
     if p.is_platform() {
         return Ok(events);
     }
-    let mut named: Vec<Uuid> = events
+    let named: Vec<Uuid> = events
         .iter()
-        .flat_map(|e| {
-            let states = [&e.before, &e.after];
-            let holders = states.into_iter().flatten().map(|s| s.holder_id);
-            holders.chain(e.actor_account_id)
-        })
+        .flat_map(NumberEvent::accounts_named)
         .collect();
-    named.sort();
-    named.dedup();
-    let paths = accounts::paths_of(db, &named).await?;
-    let in_scope = |id: Uuid| {
-        paths
-            .get(&id)
-            .is_some_and(|path| p.authorize(path, Role::Viewer, Reach::OwnOrBelow).is_ok())
-    };
-    Ok(events.into_iter().map(|e| e.redacted(in_scope)).collect())
+    let in_scope = in_scope(db, p, named).await?;
+    Ok(events.into_iter().map(|e| e.redacted(&in_scope)).collect())
 }
 
 /// Why a number has no state at `time`: a number the caller sees now that was added after

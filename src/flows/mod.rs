@@ -6,6 +6,7 @@ pub mod allocation;
 pub mod import;
 pub mod number_pool;
 pub mod tenancy;
+pub mod watch;
 
 use futures::future::BoxFuture;
 use uuid::Uuid;
@@ -116,6 +117,29 @@ pub async fn below_provider(db: &impl GenericClient, p: &Principal) -> Result<bo
             .is_some()),
         None => Ok(false),
     }
+}
+
+/// Which of the accounts `named` (in events) the caller may see: one query for their paths;
+/// accounts deleted since count by the path they had. The platform sees them all.
+pub async fn in_scope(
+    db: &impl GenericClient,
+    p: &Principal,
+    mut named: Vec<Uuid>,
+) -> Result<Box<dyn Fn(Uuid) -> bool + Send + Sync>> {
+    named.sort();
+    named.dedup();
+    let paths = if p.is_platform() {
+        Default::default()
+    } else {
+        store::accounts::paths_of(db, &named).await?
+    };
+    let p = p.clone();
+    Ok(Box::new(move |id: Uuid| {
+        p.is_platform()
+            || paths
+                .get(&id)
+                .is_some_and(|path| p.authorize(path, Role::Viewer, Reach::OwnOrBelow).is_ok())
+    }))
 }
 
 /// Runs every item of a batch in one transaction, each behind a savepoint so that one failure

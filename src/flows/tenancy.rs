@@ -3,14 +3,16 @@
 
 use uuid::Uuid;
 
-use super::{Caller, require_unfrozen, scoped_account};
+use super::{Caller, in_scope, require_unfrozen, scoped_account};
 use crate::domain::account::{self, Account, AccountState, path_ids};
 use crate::domain::check_etag;
 use crate::domain::command::{ChangeAccountState, CreateAccount, Delete, UpdateAccount};
+use crate::domain::event::{AccountEvent, AccountOperation};
 use crate::domain::lifecycle;
 use crate::domain::principal::{Principal, Reach, Role};
 use crate::error::{Error, Result};
 use crate::store::accounts::{self as store, ListFilter};
+use crate::store::events::{account_events, record_account};
 use crate::store::{GenericClient, Lock, Tx};
 
 /// A provider (no parent) is the platform's to create; any other account is its parent's
@@ -28,7 +30,10 @@ pub async fn create(tx: &Tx<'_>, caller: &Caller, c: CreateAccount) -> Result<Ac
         None if p.is_platform() => None,
         None => return Err(Error::PermissionDenied),
     };
-    store::insert(tx, parent.as_ref(), &c.fields).await
+    let created = store::insert(tx, parent.as_ref(), &c.fields).await?;
+    let op = AccountOperation::Create;
+    record_account(tx, op, None, Some(&created), &caller.actor()).await?;
+    Ok(created)
 }
 
 pub async fn get(db: &impl GenericClient, p: &Principal, id: Uuid) -> Result<Account> {
@@ -81,7 +86,14 @@ pub async fn update(tx: &Tx<'_>, caller: &Caller, c: UpdateAccount) -> Result<Ac
     let current = to_change(tx, caller, c.id, reach, &c.etag).await?;
     let mut fields = current.fields.clone();
     fields.merge(&c.incoming, &c.paths, current.parent_id.is_none())?;
-    store::update(tx, c.id, &fields).await
+    let updated = store::update(tx, c.id, &fields).await?;
+    let op = if updated.fields.max_numbers == current.fields.max_numbers {
+        AccountOperation::Update
+    } else {
+        AccountOperation::ChangeQuota
+    };
+    record_account(tx, op, Some(&current), Some(&updated), &caller.actor()).await?;
+    Ok(updated)
 }
 
 /// Suspend or resume: the parent's call. Asking for the state the account is in already
@@ -94,7 +106,14 @@ pub async fn change_state(tx: &Tx<'_>, caller: &Caller, c: ChangeAccountState) -
     if account.state != c.from {
         return Err(lifecycle::not_active(account.id, account.state));
     }
-    store::set_state(tx, c.id, c.to).await
+    let changed = store::set_state(tx, c.id, c.to).await?;
+    let op = match c.to {
+        AccountState::Active => AccountOperation::Resume,
+        AccountState::Suspended => AccountOperation::Suspend,
+        AccountState::Closed => AccountOperation::Close,
+    };
+    record_account(tx, op, Some(&account), Some(&changed), &caller.actor()).await?;
+    Ok(changed)
 }
 
 /// Close: the parent's call, for good. The account (active or suspended) must hold no number in
@@ -114,16 +133,39 @@ pub async fn close(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<Account> {
     )
     .await?;
     account::require_no_numbers(account.id, total, &first)?;
-    store::set_state(tx, c.id, AccountState::Closed).await
+    let closed = store::set_state(tx, c.id, AccountState::Closed).await?;
+    let op = AccountOperation::Close;
+    record_account(tx, op, Some(&account), Some(&closed), &caller.actor()).await?;
+    Ok(closed)
 }
 
 /// Delete: the parent's call, only when the account has no children and holds no numbers.
 pub async fn delete(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()> {
-    to_change(tx, caller, c.id, Reach::Below, &c.etag).await?;
+    let account = to_change(tx, caller, c.id, Reach::Below, &c.etag).await?;
     let children = store::count_children(tx, c.id).await?;
     let numbers = store::count_numbers_held(tx, c.id).await?;
     account::require_empty(c.id, children, numbers)?;
-    store::delete(tx, c.id).await
+    store::delete(tx, c.id).await?;
+    let op = AccountOperation::Delete;
+    record_account(tx, op, Some(&account), None, &caller.actor()).await
+}
+
+/// A page of the events of an account the caller may see (of its subtree when `recursive`),
+/// after sequence `after`; the actor's account is not named when it is outside the caller's
+/// scope (the parent that suspended it).
+pub async fn history(
+    db: &impl GenericClient,
+    p: &Principal,
+    id: Uuid,
+    recursive: bool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<AccountEvent>> {
+    let root = get(db, p, id).await?;
+    let events = account_events(db, &root, recursive, after, limit).await?;
+    let named = events.iter().filter_map(|e| e.actor_account_id).collect();
+    let in_scope = in_scope(db, p, named).await?;
+    Ok(events.into_iter().map(|e| e.redacted(&in_scope)).collect())
 }
 
 /// The accounts from the caller's own account (or the provider, for the platform) down to

@@ -1,5 +1,8 @@
 //! AllocationService: the life of a number across the account tree. Each handler parses, calls
-//! one use case of [`crate::flows::allocation`], and converts.
+//! one use case of [`crate::flows::allocation`], and converts; WatchNumberEvents streams from
+//! [`watch`].
+
+mod watch;
 
 use super::proto::v1::allocation_service_server::AllocationService;
 use futures::FutureExt;
@@ -242,9 +245,10 @@ impl AllocationService for Allocation {
 
     async fn watch_number_events(
         &self,
-        _request: Request<pb::WatchNumberEventsRequest>,
+        request: Request<pb::WatchNumberEventsRequest>,
     ) -> Answer<Self::WatchNumberEventsStream> {
-        Err(Error::Unimplemented("WatchNumberEvents").into())
+        let principal = principal(&request)?;
+        watch::start(self.0.clone(), principal, request.into_inner()).await
     }
 }
 

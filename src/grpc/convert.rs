@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::domain::account::{Account, AccountState};
 use crate::domain::etag as domain_etag;
+use crate::domain::event::{AccountEvent, AccountOperation, Cursor, Event};
 use crate::domain::number::{
     Assignee, AssigneeKind, Number, NumberEvent, NumberSource, NumberState, NumberStatus,
     NumberType, Operation, Reservation,
@@ -211,6 +212,53 @@ pub fn event_to_proto(e: NumberEvent) -> pb::NumberEvent {
             .into(),
         before: e.before.map(state_to_proto),
         after: e.after.map(state_to_proto),
+    }
+}
+
+pub fn account_operation_to_proto(op: AccountOperation) -> pb::AccountOperation {
+    match op {
+        AccountOperation::Create => pb::AccountOperation::Create,
+        AccountOperation::Update => pb::AccountOperation::Update,
+        AccountOperation::ChangeQuota => pb::AccountOperation::ChangeQuota,
+        AccountOperation::Suspend => pb::AccountOperation::Suspend,
+        AccountOperation::Resume => pb::AccountOperation::Resume,
+        AccountOperation::Delete => pb::AccountOperation::Delete,
+        AccountOperation::Close => pb::AccountOperation::Close,
+    }
+}
+
+pub fn account_event_to_proto(e: AccountEvent) -> pb::AccountEvent {
+    pb::AccountEvent {
+        sequence: e.seq,
+        account_id: e.account_id.to_string(),
+        time: Some(timestamp(e.time)),
+        actor: e.actor,
+        actor_account_id: e
+            .actor_account_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        request_id: e.request_id,
+        operation: e
+            .operation
+            .map_or(
+                pb::AccountOperation::Unspecified,
+                account_operation_to_proto,
+            )
+            .into(),
+        before: e.before.map(account_to_proto),
+        after: e.after.map(account_to_proto),
+    }
+}
+
+/// One message of a watch: an event and the cursor after it, or a heartbeat (no event).
+pub fn watch_to_proto((event, cursor): (Option<Event>, Cursor)) -> pb::WatchNumberEventsResponse {
+    use pb::watch_number_events_response::EventKind;
+    pb::WatchNumberEventsResponse {
+        event_kind: event.map(|e| match e {
+            Event::Number(n) => EventKind::Event(event_to_proto(n)),
+            Event::Account(a) => EventKind::AccountEvent(account_event_to_proto(a)),
+        }),
+        cursor: cursor.encode(),
     }
 }
 

@@ -33,6 +33,9 @@ impl From<Error> for Status {
             Error::LimitExceeded { limit, .. } => {
                 HashMap::from([("limit".to_string(), limit.to_string())])
             }
+            Error::Interrupted { cursor, .. } => {
+                HashMap::from([("cursor".to_string(), cursor.clone())])
+            }
             _ => HashMap::new(),
         };
         let mut details = ErrorDetails::with_error_info(error.reason(), DOMAIN, metadata);
@@ -105,6 +108,10 @@ impl From<Error> for Status {
                     details.set_retry_info(Some(delay));
                 }
                 Code::ResourceExhausted
+            }
+            Error::Interrupted { .. } => {
+                details.set_retry_info(Some(RETRY_DELAY));
+                Code::Unavailable
             }
             Error::Unavailable(ref e) => {
                 tracing::warn!(error = %e, "unavailable");

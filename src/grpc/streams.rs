@@ -21,6 +21,8 @@ pub struct Streams {
     pub idle_timeout: Duration,
     /// The most CSV one import may send.
     pub max_import_bytes: u64,
+    /// How long a watch with nothing to send waits before it sends a heartbeat.
+    pub watch_heartbeat: Duration,
     /// Turns true when the drain's grace period is over: every stream then ends.
     pub stop: watch::Receiver<bool>,
 }
@@ -33,6 +35,7 @@ impl Streams {
         Self {
             idle_timeout,
             max_import_bytes,
+            watch_heartbeat: Duration::from_secs(10),
             stop,
         }
     }

@@ -7,7 +7,7 @@ use numbering_client::v1 as pb;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::convert::account_to_proto;
+use super::convert::{account_event_to_proto, account_to_proto};
 use super::{AppState, Page, parse, principal};
 use crate::domain::parse_id;
 use crate::domain::validate::Violations;
@@ -161,6 +161,44 @@ impl TenancyService for Tenancy {
         let accounts = flows::path(&self.0.db.client().await?, &principal, id).await?;
         Ok(Response::new(pb::GetAccountPathResponse {
             accounts: accounts.into_iter().map(account_to_proto).collect(),
+        }))
+    }
+
+    async fn list_account_events(
+        &self,
+        request: Request<pb::ListAccountEventsRequest>,
+    ) -> Answer<pb::ListAccountEventsResponse> {
+        let principal = principal(&request)?;
+        let req = request.into_inner();
+        let mut v = Violations::new();
+        let account_id = parse::required_id(&mut v, "account_id", &req.account_id);
+        let limit = v.page_size(req.page_size, 100, 1000);
+        v.finish()?;
+        let filter = pb::ListAccountEventsRequest {
+            page_size: 0,
+            page_token: String::new(),
+            ..req.clone()
+        };
+        let (page, after) = Page::open(
+            &self.0.page_tokens,
+            filter.encode_to_vec(),
+            &req.page_token,
+            limit,
+        )?;
+        let client = self.0.db.client().await?;
+        let events = flows::history(
+            &client,
+            &principal,
+            account_id,
+            req.recursive,
+            after.unwrap_or(0),
+            page.fetch(),
+        )
+        .await?;
+        let (events, next_page_token) = page.close(events, |e| e.seq);
+        Ok(Response::new(pb::ListAccountEventsResponse {
+            events: events.into_iter().map(account_event_to_proto).collect(),
+            next_page_token,
         }))
     }
 }

@@ -347,7 +347,7 @@ pub async fn subtree_count(db: &impl GenericClient, provider: Uuid, path: &str) 
 const EVENT_COLUMNS: &str = "seq, number_id, e164, time, actor, actor_account_id, request_id, \
      operation, holder_path, before, after";
 
-fn event_from_row(r: &Row) -> NumberEvent {
+pub fn event_from_row(r: &Row) -> NumberEvent {
     // Written by this service only; an unreadable state shows as absent, not as an error.
     let state = |column: &str| {
         r.get::<_, Option<serde_json::Value>>(column)

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sip_trunks",
         include_str!("../../migrations/0005_sip_trunks.sql"),
     ),
+    (
+        6,
+        "events",
+        include_str!("../../migrations/0006_events.sql"),
+    ),
 ];
 
 /// Any fixed key; it only has to be the same for every replica.

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod allocation;
 pub mod deadline;
 pub mod errors;
+pub mod events;
 pub mod import;
 pub mod inventory;
 pub mod migrate;
@@ -66,6 +67,10 @@ pub async fn rollback_to_savepoint(tx: &Tx<'_>) -> Result<()> {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// For the one connection outside the pool: the watchers' LISTEN.
+    config: tokio_postgres::Config,
+    /// Started by the first watcher.
+    wakeups: std::sync::Arc<std::sync::OnceLock<events::Wakeups>>,
 }
 
 /// What identifies one mutation for AIP-155 idempotency.
@@ -116,6 +121,7 @@ pub enum Kept {
 
 impl Db {
     pub fn new(config: tokio_postgres::Config, max_connections: usize) -> Result<Self> {
+        let listen = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -130,7 +136,19 @@ impl Db {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            config: listen,
+            wakeups: Default::default(),
+        })
+    }
+
+    /// What a watcher waits on: it changes after every commit of events (and whenever the
+    /// LISTEN connection had to be made again). The first call starts that connection.
+    pub fn wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wakeups
+            .get_or_init(|| events::Wakeups::listen(self.config.clone()))
+            .subscribe()
     }
 
     pub async fn client(&self) -> Result<deadpool_postgres::Object> {

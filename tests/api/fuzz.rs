@@ -59,6 +59,8 @@ const METHODS: &[&str] = &[
     "NumberPoolService/ListSipTrunks",
     "NumberPoolService/UpdateSipTrunk",
     "NumberPoolService/DeleteSipTrunk",
+    // Last: the draws of the methods above stay the ones their coverage was tuned on.
+    "TenancyService/ListAccountEvents",
 ];
 
 /// Strings worth sending: the scene's real ids and numbers, and what breaks parsers.

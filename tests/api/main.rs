@@ -18,3 +18,4 @@ mod requests;
 mod seeds;
 mod tenancy;
 mod tls;
+mod watch;

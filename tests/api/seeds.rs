@@ -583,6 +583,21 @@ async fn an_account_closes_once_its_numbers_are_withdrawn_then_takes_nothing_and
         .await);
     let closed = ok(admin.tenancy.close_account(close(&t.a)).await);
     assert_eq!(closed.state, pb::AccountState::Closed as i32);
+    // Recorded like every change of an account.
+    let events = ok(admin
+        .tenancy
+        .list_account_events(pb::ListAccountEventsRequest {
+            account_id: t.a.id.clone(),
+            ..Default::default()
+        })
+        .await)
+    .events;
+    let last = events.last().expect("the account's events");
+    assert_eq!(last.operation, pb::AccountOperation::Close as i32);
+    assert_eq!(
+        last.after.as_ref().map(|a| a.state),
+        Some(pb::AccountState::Closed as i32)
+    );
     // Nothing new goes in or below; it is not resumed; it stays readable with its history.
     let before = app.snapshot().await;
     for to in [&t.a, &t.a1] {

@@ -9,10 +9,12 @@ use super::{optional_id, required_id, time};
 use uuid::Uuid;
 
 use crate::domain::command::{Batch, Change, Key, MoveNumbers, OneChange, Selection, Withdraw};
+use crate::domain::event::{AccountOperation, Cursor, EventFilter, Start, WatchEvents};
 use crate::domain::lifecycle::{validate_assignee, validate_reservation};
-use crate::domain::number::{Assignee, AssigneeKind, Reservation, parse_prefix};
+use crate::domain::number::{Assignee, AssigneeKind, Operation, Reservation, parse_prefix};
 use crate::domain::validate::Violations;
 use crate::error::{Error, Result};
+use crate::grpc::convert;
 
 /// Most numbers one list, or one batch, may name.
 pub const MAX_NUMBERS: usize = 1000;
@@ -328,3 +330,116 @@ batch_change!(
         plain(v, p, &r.number, &r.etag, Change::Release)
     },
 );
+
+/// Most numbers, and most accounts, a watch may be narrowed to.
+pub const MAX_WATCHED: usize = 100;
+
+/// A list of enum values: each one known and specified (an empty list is `None`: every one).
+fn operations<T: Copy>(
+    v: &mut Violations,
+    field: &str,
+    values: &[i32],
+    all: &[T],
+    to_proto: fn(T) -> i32,
+) -> Option<Vec<T>> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut ops = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        match all.iter().copied().find(|op| to_proto(*op) == *value) {
+            Some(op) => ops.push(op),
+            None => v.add(format!("{field}[{i}]"), "not a known operation"),
+        }
+    }
+    Some(ops)
+}
+
+impl TryFrom<&pb::WatchNumberEventsRequest> for WatchEvents {
+    type Error = Error;
+
+    fn try_from(r: &pb::WatchNumberEventsRequest) -> Result<Self> {
+        let mut v = Violations::new();
+        let account_id = required_id(&mut v, "account_id", &r.account_id);
+        let start_time = time(&mut v, "start_time", r.start_time.as_ref(), false);
+        let starts = [
+            r.after_sequence != 0,
+            r.start_time.is_some(),
+            !r.cursor.is_empty(),
+        ];
+        if starts.iter().filter(|s| **s).count() > 1 {
+            v.add(
+                "cursor",
+                "at most one of after_sequence, start_time and cursor",
+            );
+        }
+        if r.after_sequence < 0 {
+            v.add("after_sequence", "must not be negative");
+        }
+        let start = if !r.cursor.is_empty() {
+            v.take(Cursor::decode("cursor", &r.cursor))
+                .ok()
+                .flatten()
+                .map_or(Start::Now, Start::Resume)
+        } else if let Some(t) = start_time {
+            Start::Since(t)
+        } else if r.after_sequence > 0 {
+            Start::AfterSequence(r.after_sequence)
+        } else {
+            Start::Now
+        };
+        let to_number = |op| convert::operation_to_proto(op) as i32;
+        let to_account = |op| convert::account_operation_to_proto(op) as i32;
+        let number_operations = operations(
+            &mut v,
+            "operations",
+            &r.operations,
+            Operation::ALL,
+            to_number,
+        );
+        let account_operations = operations(
+            &mut v,
+            "account_operations",
+            &r.account_operations,
+            AccountOperation::ALL,
+            to_account,
+        );
+        // When either list is set, an event passes only if its own list names its operation.
+        let (number_operations, account_operations) = match (number_operations, account_operations)
+        {
+            (None, None) => (None, None),
+            (n, a) => (Some(n.unwrap_or_default()), Some(a.unwrap_or_default())),
+        };
+        for (field, len) in [
+            ("numbers", r.numbers.len()),
+            ("account_ids", r.account_ids.len()),
+        ] {
+            if len > MAX_WATCHED {
+                v.add(field, format!("at most {MAX_WATCHED}"));
+            }
+        }
+        let numbers = (!r.numbers.is_empty()).then(|| {
+            let named = r.numbers.iter().take(MAX_WATCHED).enumerate();
+            named
+                .map(|(i, n)| super::number(&mut v, &format!("numbers[{i}]"), n))
+                .collect()
+        });
+        let accounts = (!r.account_ids.is_empty()).then(|| {
+            let named = r.account_ids.iter().take(MAX_WATCHED).enumerate();
+            named
+                .map(|(i, a)| required_id(&mut v, &format!("account_ids[{i}]"), a))
+                .collect()
+        });
+        v.finish()?;
+        Ok(WatchEvents {
+            account_id,
+            start,
+            filter: EventFilter {
+                number_operations,
+                account_operations,
+                numbers,
+                accounts,
+            },
+        })
+    }
+}

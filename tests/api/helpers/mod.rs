@@ -436,7 +436,12 @@ pub fn free_port() -> u16 {
 /// Starts the binary on a fresh database with the test secret and `env` added; the clients act
 /// as the platform.
 pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
-    let db = fresh_database().await;
+    spawn_binary_on(fresh_database().await, env).await
+}
+
+/// Starts the binary on the database `db` (several may share one) with the test secret and
+/// `env` added; the clients act as the platform.
+pub async fn spawn_binary_on(db: tokio_postgres::Config, env: &[(&str, String)]) -> BinaryServer {
     let host = db
         .get_hosts()
         .iter()
