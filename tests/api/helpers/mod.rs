@@ -436,6 +436,14 @@ pub fn free_port() -> u16 {
 /// Starts the binary on a fresh database with the test secret and `env` added; the clients act
 /// as the platform.
 pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
+    spawn_binary_logging_to(env, std::process::Stdio::inherit()).await
+}
+
+/// [`spawn_binary`], with the binary's stdout (its log) going to `stdout`.
+pub async fn spawn_binary_logging_to(
+    env: &[(&str, String)],
+    stdout: std::process::Stdio,
+) -> BinaryServer {
     let db = fresh_database().await;
     let host = db
         .get_hosts()
@@ -458,6 +466,7 @@ pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
         .env("NUMBERING_LOG", "warn")
         .env("NUMBERING_METRICS_LISTEN", "off")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(stdout)
         .spawn()
         .expect("start the binary");
     let endpoint = format!("http://127.0.0.1:{port}");
