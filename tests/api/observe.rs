@@ -169,3 +169,34 @@ async fn the_human_format_carries_the_same_fields_in_plain_text() {
         "colour codes in a log that is not a terminal"
     );
 }
+
+/// `numbering health` against `endpoint` for `service`: its exit code.
+async fn health_exit(endpoint: &str, service: &str) -> Option<i32> {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_numbering"))
+        .args([
+            "health",
+            "--server",
+            endpoint,
+            "--service",
+            service,
+            "--timeout",
+            "10",
+        ])
+        .output()
+        .await
+        .unwrap()
+        .status
+        .code()
+}
+
+#[tokio::test]
+async fn the_health_command_exits_0_when_serving_and_1_otherwise() {
+    let (server, _log) = logging_server("human").await;
+    let endpoint = server.endpoint.clone();
+    assert_eq!(health_exit(&endpoint, "").await, Some(0));
+    assert_eq!(health_exit(&endpoint, "liveness").await, Some(0));
+    // A service health does not know answers NOT_FOUND: not healthy.
+    assert_eq!(health_exit(&endpoint, "no.such.Service").await, Some(1));
+    server.stop();
+    assert_eq!(health_exit(&endpoint, "").await, Some(1), "nothing listens");
+}
