@@ -179,6 +179,15 @@ impl tonic::service::Interceptor for AuthInterceptor {
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         let principal = self.0.authenticate(header)?;
+        let account = principal.account_id;
+        if let Some(slot) = request.extensions().get::<crate::observe::CallerSlot>() {
+            slot.set(&principal.subject, account);
+        }
+        let span = tracing::Span::current();
+        span.record("subject", principal.subject.as_str());
+        if let Some(a) = account {
+            span.record("account", tracing::field::display(a));
+        }
         request.extensions_mut().insert(principal);
         Ok(request)
     }

@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod limits;
 pub mod metrics;
 pub mod niceness;
+pub mod observe;
 pub mod paging;
 pub mod server;
 pub mod startup;

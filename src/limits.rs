@@ -77,6 +77,7 @@ impl Limiter {
         if let Some((name, total)) = self.total
             && running.total >= total
         {
+            crate::metrics::record_limit_refusal(name);
             return Err(Error::LimitExceeded {
                 limit: name,
                 description: format!(
@@ -92,6 +93,7 @@ impl Limiter {
             if *n == 0 {
                 running.per_account.remove(&key);
             }
+            crate::metrics::record_limit_refusal(self.name);
             return Err(Error::LimitExceeded {
                 limit: self.name,
                 description: format!(

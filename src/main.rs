@@ -1,5 +1,7 @@
 //! The `numbering` binary: parse configuration, start logging, run the command.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use numbering::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -14,7 +16,10 @@ async fn main() -> std::process::ExitCode {
     };
     let filter =
         EnvFilter::try_from_env("NUMBERING_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only for a person at a terminal: a file or a log collector gets plain text.
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match cli.log_format {
         LogFormat::Human => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),

@@ -1,26 +1,104 @@
-//! Prometheus metrics on their own HTTP port: per-method call counts by gRPC code and call
-//! latency, recorded by a tower layer around every service, and the database pool's state.
+//! Prometheus metrics on their own HTTP port, every one with HELP and TYPE lines: per-method
+//! calls started, handled (by canonical gRPC code) and in flight, and their latency, recorded by
+//! [`ObserveLayer`](crate::observe::ObserveLayer); the database pool; the process (from
+//! `/proc`); and the business: import rows, sweeps, limit refusals.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::PrometheusBuilder;
+
+/// The latency buckets, in seconds: a millisecond to ten seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Starts the exporter's HTTP listener (`GET /metrics`) and installs the global recorder.
 pub fn install(listen: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(listen)
-        .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-        ])
+        .set_buckets(LATENCY_BUCKETS)
         .map_err(|e| e.to_string())?
         .install()
-        .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))
+        .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+    describe();
+    record_process();
+    Ok(())
+}
+
+/// The HELP (and unit) of every metric the service records.
+fn describe() {
+    describe_counter!(
+        "grpc_server_started_total",
+        "gRPC calls started, by method."
+    );
+    describe_counter!(
+        "grpc_server_handled_total",
+        "gRPC calls finished, by method and canonical code (OK, INVALID_ARGUMENT, ...)."
+    );
+    describe_gauge!(
+        "grpc_server_in_flight",
+        "gRPC calls running now (streams until their end), by method."
+    );
+    describe_histogram!(
+        "grpc_server_handling_seconds",
+        Unit::Seconds,
+        "Time from a call's start to its last message, by method."
+    );
+    describe_gauge!(
+        "db_pool_connections",
+        "Database connections open in the pool (idle and in use)."
+    );
+    describe_gauge!(
+        "db_pool_max_connections",
+        "The most database connections the pool opens."
+    );
+    describe_gauge!(
+        "db_pool_available",
+        "Idle database connections in the pool."
+    );
+    describe_gauge!(
+        "db_pool_waiting",
+        "Calls waiting for a database connection."
+    );
+    describe_gauge!(
+        "process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident memory of the process."
+    );
+    describe_counter!(
+        "process_cpu_seconds_total",
+        Unit::Seconds,
+        "CPU time of the process, user and system."
+    );
+    describe_gauge!("process_open_fds", "Open file descriptors.");
+    describe_gauge!(
+        "process_max_fds",
+        "The most file descriptors the process may open."
+    );
+    describe_gauge!("process_threads", "Threads of the process.");
+    describe_gauge!(
+        "process_start_time_seconds",
+        Unit::Seconds,
+        "When the process started, in seconds since the Unix epoch."
+    );
+    describe_counter!(
+        "numbering_import_rows_total",
+        "CSV rows of ImportNumbers calls, by outcome: read, imported, rejected."
+    );
+    describe_counter!(
+        "numbering_sweeper_runs_total",
+        "Rounds of the sweeper (expired reservations, finished aging), by result: ok, error."
+    );
+    describe_counter!(
+        "numbering_swept_numbers_total",
+        "Numbers the sweeper returned to AVAILABLE."
+    );
+    describe_counter!(
+        "numbering_limit_refusals_total",
+        "Calls refused with RESOURCE_EXHAUSTED because a limit was reached, by limit name."
+    );
 }
 
 /// The label every path outside the served methods shares: a caller cannot add series (and
@@ -50,81 +128,92 @@ pub fn methods(descriptor_sets: &[&[u8]]) -> HashSet<String> {
     paths
 }
 
-/// Records every call: `grpc_server_handled_total{method, code}` and
-/// `grpc_server_handling_seconds{method}`, `method` being one of the served methods or
-/// [`UNKNOWN_METHOD`].
-#[derive(Clone, Default)]
-pub struct MetricsLayer {
-    known: Arc<HashSet<String>>,
-}
-
-impl MetricsLayer {
-    pub fn new(known: HashSet<String>) -> Self {
-        Self {
-            known: Arc::new(known),
-        }
-    }
-}
-
-impl<S> tower::Layer<S> for MetricsLayer {
-    type Service = Metered<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Metered(inner, self.known.clone())
-    }
-}
-
-#[derive(Clone)]
-pub struct Metered<S>(S, Arc<HashSet<String>>);
-
-impl<S, B, R> tower::Service<http::Request<B>> for Metered<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        let method = if self.1.contains(path) {
-            path.to_string()
-        } else {
-            UNKNOWN_METHOD.to_string()
-        };
-        let start = Instant::now();
-        let call = self.0.call(request);
-        Box::pin(async move {
-            let response = call.await;
-            // A failed call answers with its status in the headers (trailers-only); a
-            // successful one has none there.
-            let code = match &response {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map(|c| format!("{:?}", tonic::Code::from(c)))
-                    .unwrap_or_else(|| "Ok".into()),
-                Err(_) => "Transport".into(),
-            };
-            metrics::counter!("grpc_server_handled_total", "method" => method.clone(), "code" => code)
-                .increment(1);
-            metrics::histogram!("grpc_server_handling_seconds", "method" => method)
-                .record(start.elapsed().as_secs_f64());
-            response
-        })
-    }
-}
-
 /// The pool's size and idle connections, sampled with each health check.
 pub fn record_pool(status: deadpool_postgres::Status) {
     metrics::gauge!("db_pool_connections").set(status.size as f64);
+    metrics::gauge!("db_pool_max_connections").set(status.max_size as f64);
     metrics::gauge!("db_pool_available").set(status.available as f64);
     metrics::gauge!("db_pool_waiting").set(status.waiting as f64);
+}
+
+/// The rows of one import: read, imported and rejected.
+pub fn record_import(read: i64, imported: i64, rejected: i64) {
+    for (outcome, n) in [
+        ("read", read),
+        ("imported", imported),
+        ("rejected", rejected),
+    ] {
+        metrics::counter!("numbering_import_rows_total", "outcome" => outcome)
+            .increment(n.max(0) as u64);
+    }
+}
+
+/// One round of the sweeper and the numbers it freed (`None`: it failed).
+pub fn record_sweep(swept: Option<usize>) {
+    let result = if swept.is_some() { "ok" } else { "error" };
+    metrics::counter!("numbering_sweeper_runs_total", "result" => result).increment(1);
+    metrics::counter!("numbering_swept_numbers_total").increment(swept.unwrap_or(0) as u64);
+}
+
+/// A call refused because the limit `name` was reached.
+pub fn record_limit_refusal(name: &'static str) {
+    metrics::counter!("numbering_limit_refusals_total", "limit" => name).increment(1);
+}
+
+/// The process's memory, CPU time, file descriptors and threads, read from `/proc/self` (on
+/// other systems, nothing). Sampled with each health check.
+pub fn record_process() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf reads configuration values; it has no preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK) as f64,
+            libc::sysconf(libc::_SC_PAGESIZE) as f64,
+        )
+    };
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // Numbered as in proc(5) from 3 (state), which is fields[0].
+    if let (Some(utime), Some(stime)) = (field(11), field(12))
+        && ticks > 0.0
+    {
+        metrics::counter!("process_cpu_seconds_total").absolute(((utime + stime) / ticks) as u64);
+    }
+    if let Some(threads) = field(17) {
+        metrics::gauge!("process_threads").set(threads);
+    }
+    if let Some(rss) = field(21) {
+        metrics::gauge!("process_resident_memory_bytes").set(rss * page);
+    }
+    if let (Some(start), Some(boot)) = (field(19), boot_time())
+        && ticks > 0.0
+    {
+        metrics::gauge!("process_start_time_seconds").set(boot + start / ticks);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metrics::gauge!("process_open_fds").set(fds.count() as f64);
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        metrics::gauge!("process_max_fds").set(limit.rlim_cur as f64);
+    }
+}
+
+/// When the machine booted, in seconds since the Unix epoch (`btime` in /proc/stat).
+fn boot_time() -> Option<f64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
 }

@@ -184,6 +184,7 @@ async fn watch_database(
     let mut serving = false;
     loop {
         crate::metrics::record_pool(db.pool_status());
+        crate::metrics::record_process();
         let ok = if migrated {
             db.schema_is_current().await.unwrap_or(false)
         } else {
@@ -220,13 +221,19 @@ async fn watch_database(
 }
 
 /// The span of one call, entered while it runs, so that every line it logs (an INTERNAL's
-/// cause among them) names its method and, once the mutation runner records it, its request
-/// id. At ERROR level: it must be on the lines it exists for whatever the log filter.
+/// cause among them) names its method, its request and trace ids (recorded by
+/// [`ObserveLayer`](crate::observe::ObserveLayer)), its caller (recorded by the authentication)
+/// and, once the mutation runner records it, the idempotency key of its body. At ERROR level:
+/// it must be on the lines it exists for whatever the log filter.
 fn call_span(request: &http::Request<()>) -> tracing::Span {
     tracing::error_span!(
         "call",
         method = %crate::error::bounded(request.uri().path(), crate::error::MAX_ECHO_BYTES),
         request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        subject = tracing::field::Empty,
+        account = tracing::field::Empty,
+        idempotency_key = tracing::field::Empty,
     )
 }
 
@@ -322,9 +329,10 @@ pub async fn serve(
             );
         plain_health = Some(tokio::spawn(health_only));
     }
+    // The first layer is the outermost: the log line and the metrics see every answer, the
+    // deadline's too.
     let mut builder = builder
-        .layer(DeadlineLayer)
-        .layer(crate::metrics::MetricsLayer::new(crate::metrics::methods(
+        .layer(crate::observe::ObserveLayer::new(crate::metrics::methods(
             &[
                 proto::FILE_DESCRIPTOR_SET,
                 tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -335,7 +343,8 @@ pub async fn serve(
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             ])
             .collect::<Vec<_>>(),
-        )));
+        )))
+        .layer(DeadlineLayer);
     let router = builder
         .add_service(health)
         .add_service(tonic::service::interceptor::InterceptedService::new(

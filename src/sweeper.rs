@@ -29,7 +29,9 @@ pub async fn run(
             _ = draining.changed() => break,
         }
         // The database may be down or not migrated yet; the next round tries again.
-        match sweep(&db).await {
+        let swept = sweep(&db).await;
+        crate::metrics::record_sweep(swept.as_ref().ok().copied());
+        match swept {
             Ok(0) => {}
             Ok(n) => tracing::info!(numbers = n, "swept expired reservations and aging"),
             Err(e) => tracing::warn!(error = %e, "sweep failed"),

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod failure;
+mod health;
 mod moves;
 mod numbers;
 mod output;
@@ -72,6 +73,8 @@ pub enum Command {
     /// The provider takes a RETURNED number back into its pool.
     #[command(after_help = EXIT_CODES)]
     Unbind(moves::One),
+    /// Asks a server's health service whether it serves: exit 0 when SERVING, 1 otherwise.
+    Health(health::HealthArgs),
     /// Mints a development token signed with the server's HS256 secret, on stdout.
     #[command(after_help = EXIT_CODES)]
     Token(token::TokenArgs),
@@ -153,6 +156,9 @@ impl Remote {
 
 /// Runs a client command; answers the process's exit code.
 pub async fn run(command: Command) -> ExitCode {
+    if let Command::Health(args) = command {
+        return health::run(args).await;
+    }
     match dispatch(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -165,6 +171,7 @@ pub async fn run(command: Command) -> ExitCode {
 async fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Token(args) => token::run(args),
+        Command::Health(_) => Err(Failure::Input("health runs through cli::run".into())),
         Command::Accounts(g) => {
             accounts::run(g.remote.connect().await?, g.command, g.remote.output).await
         }

@@ -138,6 +138,7 @@ async fn receive(
             let chunk = chunk?;
             received += chunk.len() as u64;
             if received > max_bytes {
+                crate::metrics::record_limit_refusal("max-import-bytes");
                 return Err(Error::LimitExceeded {
                     limit: "max-import-bytes",
                     description: format!(
@@ -259,6 +260,7 @@ async fn store_import(
     } else {
         tx.rollback().await?;
     }
+    crate::metrics::record_import(report.rows_read, report.rows_imported, report.rows_rejected);
     Ok(())
 }
 

@@ -208,7 +208,7 @@ impl AppState {
         let request = request.into_inner();
         let command = command::<R, C>(&request)?;
         if !request.request_id().is_empty() {
-            tracing::Span::current().record("request_id", request.request_id());
+            tracing::Span::current().record("idempotency_key", request.request_id());
         }
         let caller = Caller {
             principal,

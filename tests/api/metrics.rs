@@ -3,6 +3,8 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use numbering_client::v1 as pb;
+
 use crate::helpers::{free_port, spawn_binary};
 use crate::requests::get_account;
 
@@ -39,8 +41,8 @@ async fn calls_are_counted_by_method_and_code_on_the_metrics_port() {
                 && l.contains(&format!("code=\"{code}\""))
         })
     };
-    assert!(counted("CreateAccount", "Ok"), "{body}");
-    assert!(counted("GetAccount", "InvalidArgument"), "{body}");
+    assert!(counted("CreateAccount", "OK"), "{body}");
+    assert!(counted("GetAccount", "INVALID_ARGUMENT"), "{body}");
     assert!(body.contains("grpc_server_handling_seconds"), "{body}");
     assert!(body.contains("db_pool_connections"), "{body}");
 }
@@ -82,7 +84,119 @@ async fn unknown_paths_share_one_label_so_callers_cannot_grow_the_metrics() {
         body.lines()
             .any(|l| l.starts_with("grpc_server_handled_total")
                 && l.contains("method=\"unknown\"")
-                && l.contains("code=\"Unimplemented\"")),
+                && l.contains("code=\"UNIMPLEMENTED\"")),
+        "{body}"
+    );
+}
+
+/// The value of the sample line that starts with `series` (name and labels), if any.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn import_request(part: pb::import_numbers_request::Part) -> pb::ImportNumbersRequest {
+    pb::ImportNumbersRequest { part: Some(part) }
+}
+
+#[tokio::test]
+async fn metrics_on_all_interfaces_are_described_and_count_streams_pool_process_and_imports() {
+    use pb::import_numbers_request::Part;
+    let port = free_port();
+    // All interfaces, as a container declares it; scraped here through loopback.
+    let mut server = spawn_binary(&[("NUMBERING_METRICS_LISTEN", format!("0.0.0.0:{port}"))]).await;
+    let provider = server.provider("Scraped").await;
+    let options = |mode: pb::ImportMode| {
+        import_request(Part::Options(pb::ImportOptions {
+            owner_id: provider.id.clone(),
+            mode: mode as i32,
+            region: "US".into(),
+            request_id: String::new(),
+        }))
+    };
+    // An import: one good row, one bad.
+    let mut answers = server
+        .clients
+        .number_pool
+        .import_numbers(futures::stream::iter([
+            options(pb::ImportMode::BestEffort),
+            import_request(Part::Chunk(b"e164\n+13035550100\nnot a number\n".to_vec())),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    while answers.message().await.unwrap().is_some() {}
+    // An import left open: in flight until it ends.
+    let mut open = server.clients.number_pool.clone();
+    let first = options(pb::ImportMode::BestEffort);
+    let held = tokio::spawn(async move {
+        let messages =
+            futures::StreamExt::chain(futures::stream::iter([first]), futures::stream::pending());
+        let _ = open.import_numbers(messages).await;
+    });
+    let import = "{method=\"/numbering.v1.NumberPoolService/ImportNumbers\"}";
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = scrape(port).await;
+        if sample(&body, &format!("grpc_server_in_flight{import}")) == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    held.abort();
+    server.stop();
+    assert_eq!(
+        sample(&body, &format!("grpc_server_in_flight{import}")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, &format!("grpc_server_started_total{import}")),
+        Some(2.0),
+        "{body}"
+    );
+    for described in [
+        "# HELP grpc_server_started_total",
+        "# TYPE grpc_server_started_total counter",
+        "# HELP grpc_server_handled_total",
+        "# TYPE grpc_server_in_flight gauge",
+        "# TYPE grpc_server_handling_seconds histogram",
+        "# HELP db_pool_available",
+        "# TYPE process_cpu_seconds_total counter",
+        "# HELP numbering_import_rows_total",
+    ] {
+        assert!(body.contains(described), "{described} missing: {body}");
+    }
+    let create = "method=\"/numbering.v1.TenancyService/CreateAccount\"";
+    assert!(
+        body.contains(&format!(
+            "grpc_server_handling_seconds_bucket{{{create},le=\"0.001\"}}"
+        )) && body.contains(&format!(
+            "grpc_server_handling_seconds_bucket{{{create},le=\"10\"}}"
+        )),
+        "a millisecond to ten seconds: {body}"
+    );
+    for positive in [
+        "db_pool_max_connections",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            sample(&body, positive).is_some_and(|v| v > 0.0),
+            "{positive}: {body}"
+        );
+    }
+    assert_eq!(
+        sample(&body, "numbering_import_rows_total{outcome=\"imported\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "numbering_import_rows_total{outcome=\"rejected\"}"),
+        Some(1.0),
         "{body}"
     );
 }

@@ -436,12 +436,28 @@ pub fn free_port() -> u16 {
 /// Starts the binary on a fresh database with the test secret and `env` added; the clients act
 /// as the platform.
 pub async fn spawn_binary(env: &[(&str, String)]) -> BinaryServer {
-    spawn_binary_on(fresh_database().await, env).await
+    spawn_binary_with(fresh_database().await, env, std::process::Stdio::inherit()).await
 }
 
 /// Starts the binary on the database `db` (several may share one) with the test secret and
 /// `env` added; the clients act as the platform.
 pub async fn spawn_binary_on(db: tokio_postgres::Config, env: &[(&str, String)]) -> BinaryServer {
+    spawn_binary_with(db, env, std::process::Stdio::inherit()).await
+}
+
+/// [`spawn_binary`], with the binary's stdout (its log) going to `stdout`.
+pub async fn spawn_binary_logging_to(
+    env: &[(&str, String)],
+    stdout: std::process::Stdio,
+) -> BinaryServer {
+    spawn_binary_with(fresh_database().await, env, stdout).await
+}
+
+async fn spawn_binary_with(
+    db: tokio_postgres::Config,
+    env: &[(&str, String)],
+    stdout: std::process::Stdio,
+) -> BinaryServer {
     let host = db
         .get_hosts()
         .iter()
@@ -463,6 +479,7 @@ pub async fn spawn_binary_on(db: tokio_postgres::Config, env: &[(&str, String)])
         .env("NUMBERING_LOG", "warn")
         .env("NUMBERING_METRICS_LISTEN", "off")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(stdout)
         .spawn()
         .expect("start the binary");
     let endpoint = format!("http://127.0.0.1:{port}");
