@@ -1,10 +1,14 @@
 //! Authentication: a bearer JWT in `authorization` metadata becomes a [`Principal`] in the
-//! request's extensions. Signed by the platform with an HS256 secret, or RS256 / ES256 keys.
+//! request's extensions. Signed by the platform with an HS256 secret, or RS256 / ES256 keys:
+//! one PEM public key, or a JWKS (a file or a URL) refreshed on an interval and on an unknown
+//! `kid`, several keys valid at once.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use tonic::{Request, Status};
 use uuid::Uuid;
@@ -31,8 +35,219 @@ struct Claims {
 /// How tokens are checked; `None` turns authentication off (loopback only).
 #[derive(Clone)]
 pub struct Authenticator {
-    verifier: Option<Arc<(DecodingKey, Validation)>>,
+    verifier: Option<Arc<Verifier>>,
     max_lifetime: Duration,
+}
+
+enum Verifier {
+    /// One key (an HS256 secret or a PEM public key).
+    Static(DecodingKey, Validation),
+    /// The keys of a JWKS, replaced when it is fetched again.
+    Jwks(Arc<Jwks>),
+}
+
+/// Where a JWKS is read from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    File(PathBuf),
+    /// `https://` (or `http://`, for a sidecar on loopback).
+    Url(String),
+}
+
+impl std::fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+/// A token naming a `kid` the set does not hold fetches the set again at most this often: a
+/// stream of forged `kid`s cannot turn into a stream of fetches.
+pub const UNKNOWN_KID_REFRESH_MIN: Duration = Duration::from_secs(30);
+
+/// How long one fetch of a JWKS URL may take.
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most bytes of a JWKS document.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// One verification key of a JWKS.
+struct JwksKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// A JWKS and what it was read from.
+pub struct Jwks {
+    source: JwksSource,
+    http: reqwest::Client,
+    keys: RwLock<Arc<Vec<JwksKey>>>,
+    /// When a token's unknown `kid` last made the set be fetched.
+    unknown_kid_fetch: Mutex<Option<Instant>>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl Jwks {
+    async fn fetch(&self) -> Result<Vec<JwksKey>, String> {
+        let body = match &self.source {
+            JwksSource::File(path) => tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            JwksSource::Url(url) => {
+                let response = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+                body.to_vec()
+            }
+        };
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(format!(
+                "{}: the JWKS is larger than {MAX_JWKS_BYTES} bytes",
+                self.source
+            ));
+        }
+        parse_jwks(&body).map_err(|e| format!("{}: {e}", self.source))
+    }
+
+    /// Fetches the set and, when it reads, puts it in place of the old one.
+    async fn refresh(&self) -> Result<usize, String> {
+        let keys = self.fetch().await?;
+        let n = keys.len();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(n)
+    }
+
+    fn current(&self) -> Arc<Vec<JwksKey>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether an unknown `kid` may fetch the set now (at most once per
+    /// [`UNKNOWN_KID_REFRESH_MIN`]); claims the turn when it may.
+    fn may_fetch_for_unknown_kid(&self) -> bool {
+        let mut last = self
+            .unknown_kid_fetch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(t) if t.elapsed() < UNKNOWN_KID_REFRESH_MIN => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// Fetches the set for a token whose `kid` it lacks, waiting for the fetch where the
+    /// runtime allows blocking this thread (multi-threaded), else in the background: the
+    /// caller's retry then finds the key.
+    fn refresh_for_unknown_kid(self: &Arc<Self>) {
+        if !self.may_fetch_for_unknown_kid() {
+            return;
+        }
+        let me = self.clone();
+        let refresh = async move {
+            match me.refresh().await {
+                Ok(n) => {
+                    tracing::info!(source = %me.source, keys = n, "JWKS fetched for an unknown kid")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "JWKS refresh for an unknown kid failed; the old keys stay")
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(refresh));
+            }
+            Ok(h) => {
+                h.spawn(refresh);
+            }
+            Err(_) => {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(refresh);
+                }
+            }
+        }
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        validation(algorithm, self.issuer.as_deref(), self.audience.as_deref())
+    }
+}
+
+/// The RS256 and ES256 keys of a JWKS document; keys of other kinds (encryption keys, other
+/// algorithms) are skipped.
+fn parse_jwks(body: &[u8]) -> Result<Vec<JwksKey>, String> {
+    let set: JwkSet =
+        serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        if matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            continue;
+        }
+        let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                if ec.curve == EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            _ => {
+                tracing::warn!(kid = ?jwk.common.key_id, "JWKS key skipped: only RS256 and ES256 keys verify tokens");
+                continue;
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| {
+            format!(
+                "the key {:?} is not usable: {e}",
+                jwk.common.key_id.as_deref().unwrap_or("(no kid)")
+            )
+        })?;
+        keys.push(JwksKey {
+            kid: jwk.common.key_id.clone(),
+            algorithm,
+            key,
+        });
+    }
+    Ok(keys)
+}
+
+/// Checks of every token: `exp`, `sub`, a configured issuer and audience required.
+fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    // A configured issuer or audience is required, not only checked when present.
+    let mut required = vec!["exp", "sub"];
+    required.extend(issuer.map(|_| "iss"));
+    required.extend(audience.map(|_| "aud"));
+    validation.set_required_spec_claims(&required);
+    validation.validate_nbf = true;
+    validation.leeway = 30;
+    if let Some(iss) = issuer {
+        validation.set_issuer(&[iss]);
+    }
+    match audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    validation
 }
 
 /// The longest a token may live (`exp - iat`) unless configured otherwise: a leaked token
@@ -86,23 +301,47 @@ impl Authenticator {
                 ),
             },
         };
-        let mut validation = Validation::new(algorithm);
-        // A configured issuer or audience is required, not only checked when present.
-        let mut required = vec!["exp", "sub"];
-        required.extend(issuer.map(|_| "iss"));
-        required.extend(audience.map(|_| "aud"));
-        validation.set_required_spec_claims(&required);
-        validation.validate_nbf = true;
-        validation.leeway = 30;
-        if let Some(iss) = issuer {
-            validation.set_issuer(&[iss]);
-        }
-        match audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
         Ok(Self {
-            verifier: Some(Arc::new((key, validation))),
+            verifier: Some(Arc::new(Verifier::Static(
+                key,
+                validation(algorithm, issuer, audience),
+            ))),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        })
+    }
+
+    /// Verifies with the keys of a JWKS, read now (an error if it cannot be) and again every
+    /// `refresh` and when a token names a `kid` it does not hold. A failed refresh keeps the
+    /// keys read before. Must be called inside a Tokio runtime (the refresh runs on it).
+    pub async fn jwks(
+        source: JwksSource,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+        refresh: Duration,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let jwks = Arc::new(Jwks {
+            source,
+            http,
+            keys: RwLock::new(Arc::new(Vec::new())),
+            unknown_kid_fetch: Mutex::new(None),
+            issuer: issuer.map(str::to_string),
+            audience: audience.map(str::to_string),
+        });
+        let n = jwks.refresh().await?;
+        if n == 0 {
+            return Err(format!(
+                "{}: the JWKS holds no RS256 or ES256 key",
+                jwks.source
+            ));
+        }
+        tracing::info!(source = %jwks.source, keys = n, "JWKS read");
+        tokio::spawn(refresh_every(Arc::downgrade(&jwks), refresh));
+        Ok(Self {
+            verifier: Some(Arc::new(Verifier::Jwks(jwks))),
             max_lifetime: DEFAULT_MAX_LIFETIME,
         })
     }
@@ -122,9 +361,40 @@ impl Authenticator {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| unauthenticated("authorization must be `Bearer <token>`"))?;
-        let claims = decode::<Claims>(token.trim(), &verifier.0, &verifier.1)
-            .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?
-            .claims;
+        let token = token.trim();
+        let invalid =
+            |e: jsonwebtoken::errors::Error| Error::Unauthenticated(format!("invalid token: {e}"));
+        let claims = match verifier.as_ref() {
+            Verifier::Static(key, validation) => {
+                decode::<Claims>(token, key, validation).map_err(invalid)
+            }
+            Verifier::Jwks(jwks) => {
+                let header = decode_header(token).map_err(invalid)?;
+                // A token without a `kid` is tried with every key of its algorithm.
+                let fits = |k: &JwksKey| {
+                    k.algorithm == header.alg && (header.kid.is_none() || k.kid == header.kid)
+                };
+                let mut keys = jwks.current();
+                if header.kid.is_some() && !keys.iter().any(fits) {
+                    jwks.refresh_for_unknown_kid();
+                    keys = jwks.current();
+                }
+                let validation = jwks.validation(header.alg);
+                let mut answer = Err(unauthenticated(&format!(
+                    "invalid token: no {:?} key with kid {:?} in the key set",
+                    header.alg,
+                    header.kid.as_deref().unwrap_or("")
+                )));
+                for k in keys.iter().filter(|k| fits(k)) {
+                    answer = decode::<Claims>(token, &k.key, &validation).map_err(invalid);
+                    if answer.is_ok() {
+                        break;
+                    }
+                }
+                answer
+            }
+        }?
+        .claims;
         let issued = claims
             .iat
             .unwrap_or_else(jsonwebtoken::get_current_timestamp);
@@ -135,6 +405,20 @@ impl Authenticator {
             )));
         }
         principal(claims)
+    }
+}
+
+/// Fetches the set every `interval` while the authenticator lives.
+async fn refresh_every(jwks: Weak<Jwks>, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(jwks) = jwks.upgrade() else { return };
+        match jwks.refresh().await {
+            Ok(n) => tracing::debug!(source = %jwks.source, keys = n, "JWKS refreshed"),
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; the old keys stay"),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod migrate;
 pub mod numbers;
 pub mod series;
+pub mod tls;
 pub mod trunks;
 
 use std::time::Duration;
@@ -17,7 +18,6 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::domain::principal::{Authority, Principal};
@@ -116,13 +116,30 @@ pub enum Kept {
 
 impl Db {
     pub fn new(config: tokio_postgres::Config, max_connections: usize) -> Result<Self> {
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        Self::with_tls(config, &tls::PgTls::default(), max_connections)
+    }
+
+    /// A pool whose connections are encrypted as `tls` says (`sslmode`, the CA file).
+    pub fn with_tls(
+        mut config: tokio_postgres::Config,
+        tls: &tls::PgTls,
+        max_connections: usize,
+    ) -> Result<Self> {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        // Over a Unix socket there is nothing to encrypt: libpq ignores sslmode there too.
+        let local = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+        let manager = if local {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        } else {
+            let connector = tls.connector().map_err(Error::Internal)?;
+            Manager::from_config(config, connector, manager_config)
+        };
         let pool = Pool::builder(manager)
             .max_size(max_connections)
             .wait_timeout(Some(Duration::from_secs(10)))

@@ -14,6 +14,7 @@ mod import;
 mod metrics;
 mod model;
 mod number_pool;
+mod pg_tls;
 mod requests;
 mod seeds;
 mod tenancy;
