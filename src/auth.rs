@@ -612,4 +612,165 @@ mod tests {
             Authenticator::new(KeySource::PublicKeyPem(b"not a key".to_vec()), None, None).is_err()
         );
     }
+
+    /// A JWKS of the fixture keys named: `rsa` (RS256) and `ec` (ES256), each under its kid.
+    pub(crate) fn jwks_of(kids: &[&str]) -> String {
+        let keys: Vec<_> = kids
+            .iter()
+            .map(|kid| {
+                let (key, alg) = private(kid);
+                let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, alg).unwrap();
+                jwk.common.key_id = Some(kid.to_string());
+                jwk
+            })
+            .collect();
+        serde_json::to_string(&JwkSet { keys }).unwrap()
+    }
+
+    fn private(kid: &str) -> (EncodingKey, Algorithm) {
+        match kid {
+            "rsa" => (
+                EncodingKey::from_rsa_pem(include_bytes!(
+                    "../tests/fixtures/rs256-test-private.pem"
+                ))
+                .unwrap(),
+                Algorithm::RS256,
+            ),
+            "ec" => (
+                EncodingKey::from_ec_pem(include_bytes!(
+                    "../tests/fixtures/es256-test-private.pem"
+                ))
+                .unwrap(),
+                Algorithm::ES256,
+            ),
+            other => panic!("no fixture key {other}"),
+        }
+    }
+
+    /// A platform token signed by the fixture key `key`, naming `kid` (or none).
+    fn signed(key: &str, kid: Option<&str>) -> String {
+        let (private, alg) = private(key);
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"sub": "svc", "roles": ["platform"], "iat": now, "exp": now + 600});
+        format!("Bearer {}", encode(&header, &claims, &private).unwrap())
+    }
+
+    async fn jwks_file(kids: &[&str]) -> (tempfile::TempDir, PathBuf, Authenticator) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks_of(kids)).unwrap();
+        let auth = Authenticator::jwks(
+            JwksSource::File(file.clone()),
+            None,
+            None,
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        (dir, file, auth)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_key_of_the_jwks_verifies_its_own_tokens() {
+        let (_dir, _file, auth) = jwks_file(&["rsa", "ec"]).await;
+        for key in ["rsa", "ec"] {
+            assert!(
+                auth.authenticate(Some(&signed(key, Some(key)))).is_ok(),
+                "{key}"
+            );
+            // Without a kid, the keys of the token's algorithm are tried.
+            assert!(auth.authenticate(Some(&signed(key, None))).is_ok(), "{key}");
+        }
+        // A kid the set holds, but another key's signature.
+        assert!(matches!(
+            auth.authenticate(Some(&signed("rsa", Some("ec")))),
+            Err(Error::Unauthenticated(_))
+        ));
+        // An HS256 token has no key in a JWKS of public keys.
+        assert!(matches!(
+            auth.authenticate(Some(&format!(
+                "Bearer {}",
+                encode(
+                    &Header::default(),
+                    &good(),
+                    &EncodingKey::from_secret(SECRET)
+                )
+                .unwrap()
+            ))),
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_kid_reads_the_jwks_again_at_most_once_per_interval() {
+        let (_dir, file, auth) = jwks_file(&["rsa"]).await;
+        // The new key appears: its first token reads the set again, and is accepted.
+        std::fs::write(&file, jwks_of(&["rsa", "ec"])).unwrap();
+        assert!(auth.authenticate(Some(&signed("ec", Some("ec")))).is_ok());
+        // Another unknown kid within UNKNOWN_KID_REFRESH_MIN: refused without reading the set,
+        // even though the file now holds it.
+        assert!(
+            auth.authenticate(Some(&signed("rsa", Some("rsa-2"))))
+                .is_err()
+        );
+        let mut renamed: serde_json::Value =
+            serde_json::from_str(&jwks_of(&["rsa", "ec"])).unwrap();
+        renamed["keys"][0]["kid"] = "rsa-2".into();
+        std::fs::write(&file, renamed.to_string()).unwrap();
+        let refused = auth.authenticate(Some(&signed("rsa", Some("rsa-2"))));
+        assert!(
+            matches!(&refused, Err(Error::Unauthenticated(why)) if why.contains("rsa-2")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_removed_from_the_jwks_is_refused_after_the_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks_of(&["rsa", "ec"])).unwrap();
+        let auth = Authenticator::jwks(
+            JwksSource::File(file.clone()),
+            None,
+            None,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+        assert!(auth.authenticate(Some(&signed("rsa", Some("rsa")))).is_ok());
+        std::fs::write(&file, jwks_of(&["ec"])).unwrap();
+        // Waits for the refresh (every 100 ms), however slow the machine.
+        let mut refused = false;
+        for _ in 0..600 {
+            if auth.authenticate(Some(&signed("rsa", None))).is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(refused, "the removed key still verifies after 30 s");
+        assert!(auth.authenticate(Some(&signed("ec", Some("ec")))).is_ok());
+        // A set that no longer reads keeps the keys read before.
+        std::fs::write(&file, "not json").unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(auth.authenticate(Some(&signed("ec", Some("ec")))).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_jwks_that_cannot_be_read_or_holds_no_usable_key_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, r#"{"keys": []}"#).unwrap();
+        for (file, why) in [(missing, "cannot read"), (empty, "no RS256 or ES256 key")] {
+            let err =
+                Authenticator::jwks(JwksSource::File(file), None, None, Duration::from_secs(60))
+                    .await
+                    .err()
+                    .unwrap();
+            assert!(err.contains(why), "{err}");
+        }
+    }
 }

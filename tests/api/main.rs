@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod idempotency;
 mod import;
+mod jwks;
 mod metrics;
 mod model;
 mod number_pool;
