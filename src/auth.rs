@@ -39,6 +39,8 @@ pub struct Authenticator {
     max_lifetime: Duration,
 }
 
+// Built once and held behind an Arc: the size of a variant costs nothing per call.
+#[allow(clippy::large_enum_variant)]
 enum Verifier {
     /// One key (an HS256 secret or a PEM public key).
     Static(DecodingKey, Validation),
