@@ -1,10 +1,14 @@
 //! Authentication: a bearer JWT in `authorization` metadata becomes a [`Principal`] in the
-//! request's extensions. Signed by the platform with an HS256 secret, or RS256 / ES256 keys.
+//! request's extensions. Signed by the platform with an HS256 secret, or RS256 / ES256 keys:
+//! one PEM public key, or a JWKS (a file or a URL) refreshed on an interval and on an unknown
+//! `kid`, several keys valid at once.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use tonic::{Request, Status};
 use uuid::Uuid;
@@ -31,8 +35,221 @@ struct Claims {
 /// How tokens are checked; `None` turns authentication off (loopback only).
 #[derive(Clone)]
 pub struct Authenticator {
-    verifier: Option<Arc<(DecodingKey, Validation)>>,
+    verifier: Option<Arc<Verifier>>,
     max_lifetime: Duration,
+}
+
+// Built once and held behind an Arc: the size of a variant costs nothing per call.
+#[allow(clippy::large_enum_variant)]
+enum Verifier {
+    /// One key (an HS256 secret or a PEM public key).
+    Static(DecodingKey, Validation),
+    /// The keys of a JWKS, replaced when it is fetched again.
+    Jwks(Arc<Jwks>),
+}
+
+/// Where a JWKS is read from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    File(PathBuf),
+    /// `https://` (or `http://`, for a sidecar on loopback).
+    Url(String),
+}
+
+impl std::fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+/// A token naming a `kid` the set does not hold fetches the set again at most this often: a
+/// stream of forged `kid`s cannot turn into a stream of fetches.
+pub const UNKNOWN_KID_REFRESH_MIN: Duration = Duration::from_secs(30);
+
+/// How long one fetch of a JWKS URL may take.
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most bytes of a JWKS document.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// One verification key of a JWKS.
+struct JwksKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// A JWKS and what it was read from.
+pub struct Jwks {
+    source: JwksSource,
+    http: reqwest::Client,
+    keys: RwLock<Arc<Vec<JwksKey>>>,
+    /// When a token's unknown `kid` last made the set be fetched.
+    unknown_kid_fetch: Mutex<Option<Instant>>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl Jwks {
+    async fn fetch(&self) -> Result<Vec<JwksKey>, String> {
+        let body = match &self.source {
+            JwksSource::File(path) => tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            JwksSource::Url(url) => {
+                let response = self
+                    .http
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+                body.to_vec()
+            }
+        };
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(format!(
+                "{}: the JWKS is larger than {MAX_JWKS_BYTES} bytes",
+                self.source
+            ));
+        }
+        parse_jwks(&body).map_err(|e| format!("{}: {e}", self.source))
+    }
+
+    /// Fetches the set and, when it reads, puts it in place of the old one.
+    async fn refresh(&self) -> Result<usize, String> {
+        let keys = self.fetch().await?;
+        let n = keys.len();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(n)
+    }
+
+    fn current(&self) -> Arc<Vec<JwksKey>> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether an unknown `kid` may fetch the set now (at most once per
+    /// [`UNKNOWN_KID_REFRESH_MIN`]); claims the turn when it may.
+    fn may_fetch_for_unknown_kid(&self) -> bool {
+        let mut last = self
+            .unknown_kid_fetch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(t) if t.elapsed() < UNKNOWN_KID_REFRESH_MIN => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// Fetches the set for a token whose `kid` it lacks, waiting for the fetch where the
+    /// runtime allows blocking this thread (multi-threaded), else in the background: the
+    /// caller's retry then finds the key.
+    fn refresh_for_unknown_kid(self: &Arc<Self>) {
+        if !self.may_fetch_for_unknown_kid() {
+            return;
+        }
+        let me = self.clone();
+        let refresh = async move {
+            match me.refresh().await {
+                Ok(n) => {
+                    tracing::info!(source = %me.source, keys = n, "JWKS fetched for an unknown kid")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "JWKS refresh for an unknown kid failed; the old keys stay")
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(refresh));
+            }
+            Ok(h) => {
+                h.spawn(refresh);
+            }
+            Err(_) => {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(refresh);
+                }
+            }
+        }
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        validation(algorithm, self.issuer.as_deref(), self.audience.as_deref())
+    }
+}
+
+/// The RS256 and ES256 keys of a JWKS document; keys of other kinds (encryption keys, other
+/// algorithms) are skipped.
+fn parse_jwks(body: &[u8]) -> Result<Vec<JwksKey>, String> {
+    let set: JwkSet =
+        serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        if matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            continue;
+        }
+        let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+            (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                if ec.curve == EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            _ => {
+                tracing::warn!(kid = ?jwk.common.key_id, "JWKS key skipped: only RS256 and ES256 keys verify tokens");
+                continue;
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| {
+            format!(
+                "the key {:?} is not usable: {e}",
+                jwk.common.key_id.as_deref().unwrap_or("(no kid)")
+            )
+        })?;
+        keys.push(JwksKey {
+            kid: jwk.common.key_id.clone(),
+            algorithm,
+            key,
+        });
+    }
+    Ok(keys)
+}
+
+/// Checks of every token: `exp`, `sub`, a configured issuer and audience required.
+fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    // A configured issuer or audience is required, not only checked when present.
+    let mut required = vec!["exp", "sub"];
+    required.extend(issuer.map(|_| "iss"));
+    required.extend(audience.map(|_| "aud"));
+    validation.set_required_spec_claims(&required);
+    validation.validate_nbf = true;
+    validation.leeway = 30;
+    if let Some(iss) = issuer {
+        validation.set_issuer(&[iss]);
+    }
+    match audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    validation
 }
 
 /// The longest a token may live (`exp - iat`) unless configured otherwise: a leaked token
@@ -86,23 +303,47 @@ impl Authenticator {
                 ),
             },
         };
-        let mut validation = Validation::new(algorithm);
-        // A configured issuer or audience is required, not only checked when present.
-        let mut required = vec!["exp", "sub"];
-        required.extend(issuer.map(|_| "iss"));
-        required.extend(audience.map(|_| "aud"));
-        validation.set_required_spec_claims(&required);
-        validation.validate_nbf = true;
-        validation.leeway = 30;
-        if let Some(iss) = issuer {
-            validation.set_issuer(&[iss]);
-        }
-        match audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
         Ok(Self {
-            verifier: Some(Arc::new((key, validation))),
+            verifier: Some(Arc::new(Verifier::Static(
+                key,
+                validation(algorithm, issuer, audience),
+            ))),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        })
+    }
+
+    /// Verifies with the keys of a JWKS, read now (an error if it cannot be) and again every
+    /// `refresh` and when a token names a `kid` it does not hold. A failed refresh keeps the
+    /// keys read before. Must be called inside a Tokio runtime (the refresh runs on it).
+    pub async fn jwks(
+        source: JwksSource,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+        refresh: Duration,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let jwks = Arc::new(Jwks {
+            source,
+            http,
+            keys: RwLock::new(Arc::new(Vec::new())),
+            unknown_kid_fetch: Mutex::new(None),
+            issuer: issuer.map(str::to_string),
+            audience: audience.map(str::to_string),
+        });
+        let n = jwks.refresh().await?;
+        if n == 0 {
+            return Err(format!(
+                "{}: the JWKS holds no RS256 or ES256 key",
+                jwks.source
+            ));
+        }
+        tracing::info!(source = %jwks.source, keys = n, "JWKS read");
+        tokio::spawn(refresh_every(Arc::downgrade(&jwks), refresh));
+        Ok(Self {
+            verifier: Some(Arc::new(Verifier::Jwks(jwks))),
             max_lifetime: DEFAULT_MAX_LIFETIME,
         })
     }
@@ -122,9 +363,40 @@ impl Authenticator {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| unauthenticated("authorization must be `Bearer <token>`"))?;
-        let claims = decode::<Claims>(token.trim(), &verifier.0, &verifier.1)
-            .map_err(|e| Error::Unauthenticated(format!("invalid token: {e}")))?
-            .claims;
+        let token = token.trim();
+        let invalid =
+            |e: jsonwebtoken::errors::Error| Error::Unauthenticated(format!("invalid token: {e}"));
+        let claims = match verifier.as_ref() {
+            Verifier::Static(key, validation) => {
+                decode::<Claims>(token, key, validation).map_err(invalid)
+            }
+            Verifier::Jwks(jwks) => {
+                let header = decode_header(token).map_err(invalid)?;
+                // A token without a `kid` is tried with every key of its algorithm.
+                let fits = |k: &JwksKey| {
+                    k.algorithm == header.alg && (header.kid.is_none() || k.kid == header.kid)
+                };
+                let mut keys = jwks.current();
+                if header.kid.is_some() && !keys.iter().any(fits) {
+                    jwks.refresh_for_unknown_kid();
+                    keys = jwks.current();
+                }
+                let validation = jwks.validation(header.alg);
+                let mut answer = Err(unauthenticated(&format!(
+                    "invalid token: no {:?} key with kid {:?} in the key set",
+                    header.alg,
+                    header.kid.as_deref().unwrap_or("")
+                )));
+                for k in keys.iter().filter(|k| fits(k)) {
+                    answer = decode::<Claims>(token, &k.key, &validation).map_err(invalid);
+                    if answer.is_ok() {
+                        break;
+                    }
+                }
+                answer
+            }
+        }?
+        .claims;
         let issued = claims
             .iat
             .unwrap_or_else(jsonwebtoken::get_current_timestamp);
@@ -135,6 +407,20 @@ impl Authenticator {
             )));
         }
         principal(claims)
+    }
+}
+
+/// Fetches the set every `interval` while the authenticator lives.
+async fn refresh_every(jwks: Weak<Jwks>, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(jwks) = jwks.upgrade() else { return };
+        match jwks.refresh().await {
+            Ok(n) => tracing::debug!(source = %jwks.source, keys = n, "JWKS refreshed"),
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; the old keys stay"),
+        }
     }
 }
 
@@ -336,5 +622,166 @@ mod tests {
         assert!(
             Authenticator::new(KeySource::PublicKeyPem(b"not a key".to_vec()), None, None).is_err()
         );
+    }
+
+    /// A JWKS of the fixture keys named: `rsa` (RS256) and `ec` (ES256), each under its kid.
+    pub(crate) fn jwks_of(kids: &[&str]) -> String {
+        let keys: Vec<_> = kids
+            .iter()
+            .map(|kid| {
+                let (key, alg) = private(kid);
+                let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, alg).unwrap();
+                jwk.common.key_id = Some(kid.to_string());
+                jwk
+            })
+            .collect();
+        serde_json::to_string(&JwkSet { keys }).unwrap()
+    }
+
+    fn private(kid: &str) -> (EncodingKey, Algorithm) {
+        match kid {
+            "rsa" => (
+                EncodingKey::from_rsa_pem(include_bytes!(
+                    "../tests/fixtures/rs256-test-private.pem"
+                ))
+                .unwrap(),
+                Algorithm::RS256,
+            ),
+            "ec" => (
+                EncodingKey::from_ec_pem(include_bytes!(
+                    "../tests/fixtures/es256-test-private.pem"
+                ))
+                .unwrap(),
+                Algorithm::ES256,
+            ),
+            other => panic!("no fixture key {other}"),
+        }
+    }
+
+    /// A platform token signed by the fixture key `key`, naming `kid` (or none).
+    fn signed(key: &str, kid: Option<&str>) -> String {
+        let (private, alg) = private(key);
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"sub": "svc", "roles": ["platform"], "iat": now, "exp": now + 600});
+        format!("Bearer {}", encode(&header, &claims, &private).unwrap())
+    }
+
+    async fn jwks_file(kids: &[&str]) -> (tempfile::TempDir, PathBuf, Authenticator) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks_of(kids)).unwrap();
+        let auth = Authenticator::jwks(
+            JwksSource::File(file.clone()),
+            None,
+            None,
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+        (dir, file, auth)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_key_of_the_jwks_verifies_its_own_tokens() {
+        let (_dir, _file, auth) = jwks_file(&["rsa", "ec"]).await;
+        for key in ["rsa", "ec"] {
+            assert!(
+                auth.authenticate(Some(&signed(key, Some(key)))).is_ok(),
+                "{key}"
+            );
+            // Without a kid, the keys of the token's algorithm are tried.
+            assert!(auth.authenticate(Some(&signed(key, None))).is_ok(), "{key}");
+        }
+        // A kid the set holds, but another key's signature.
+        assert!(matches!(
+            auth.authenticate(Some(&signed("rsa", Some("ec")))),
+            Err(Error::Unauthenticated(_))
+        ));
+        // An HS256 token has no key in a JWKS of public keys.
+        assert!(matches!(
+            auth.authenticate(Some(&format!(
+                "Bearer {}",
+                encode(
+                    &Header::default(),
+                    &good(),
+                    &EncodingKey::from_secret(SECRET)
+                )
+                .unwrap()
+            ))),
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_kid_reads_the_jwks_again_at_most_once_per_interval() {
+        let (_dir, file, auth) = jwks_file(&["rsa"]).await;
+        // The new key appears: its first token reads the set again, and is accepted.
+        std::fs::write(&file, jwks_of(&["rsa", "ec"])).unwrap();
+        assert!(auth.authenticate(Some(&signed("ec", Some("ec")))).is_ok());
+        // Another unknown kid within UNKNOWN_KID_REFRESH_MIN: refused without reading the set,
+        // even though the file now holds it.
+        assert!(
+            auth.authenticate(Some(&signed("rsa", Some("rsa-2"))))
+                .is_err()
+        );
+        let mut renamed: serde_json::Value =
+            serde_json::from_str(&jwks_of(&["rsa", "ec"])).unwrap();
+        renamed["keys"][0]["kid"] = "rsa-2".into();
+        std::fs::write(&file, renamed.to_string()).unwrap();
+        let refused = auth.authenticate(Some(&signed("rsa", Some("rsa-2"))));
+        assert!(
+            matches!(&refused, Err(Error::Unauthenticated(why)) if why.contains("rsa-2")),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_removed_from_the_jwks_is_refused_after_the_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, jwks_of(&["rsa", "ec"])).unwrap();
+        let auth = Authenticator::jwks(
+            JwksSource::File(file.clone()),
+            None,
+            None,
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+        assert!(auth.authenticate(Some(&signed("rsa", Some("rsa")))).is_ok());
+        std::fs::write(&file, jwks_of(&["ec"])).unwrap();
+        // Waits for the refresh (every 100 ms), however slow the machine.
+        let mut refused = false;
+        for _ in 0..600 {
+            if auth.authenticate(Some(&signed("rsa", None))).is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(refused, "the removed key still verifies after 30 s");
+        assert!(auth.authenticate(Some(&signed("ec", Some("ec")))).is_ok());
+        // A set that no longer reads keeps the keys read before.
+        std::fs::write(&file, "not json").unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(auth.authenticate(Some(&signed("ec", Some("ec")))).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_jwks_that_cannot_be_read_or_holds_no_usable_key_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, r#"{"keys": []}"#).unwrap();
+        for (file, why) in [(missing, "cannot read"), (empty, "no RS256 or ES256 key")] {
+            let err =
+                Authenticator::jwks(JwksSource::File(file), None, None, Duration::from_secs(60))
+                    .await
+                    .err()
+                    .unwrap();
+            assert!(err.contains(why), "{err}");
+        }
     }
 }

@@ -43,6 +43,10 @@ pub struct DatabaseArgs {
     /// PostgreSQL connection string. Without it, a private cluster runs under --data-dir.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PEM certificates of the authorities the database's certificate must chain to (as
+    /// `sslrootcert` in DATABASE_URL, which wins); `system` for the machine's store.
+    #[arg(long, env = "NUMBERING_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// Where the private cluster lives [default: $XDG_DATA_HOME/numbering or ~/.local/share/numbering].
     #[arg(long, env = "NUMBERING_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -68,6 +72,16 @@ pub struct ServeArgs {
     /// PEM public key (RSA for RS256, EC P-256 for ES256) that verifies callers' tokens.
     #[arg(long, env = "NUMBERING_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
+    /// A JWKS file whose RS256 / ES256 keys verify callers' tokens (several at once, picked by
+    /// `kid`); read again every --jwt-jwks-refresh and when a token names an unknown `kid`.
+    #[arg(long, env = "NUMBERING_JWT_JWKS_FILE", conflicts_with = "jwt_jwks_url")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// A JWKS URL (https://, or http:// for a local sidecar), as --jwt-jwks-file.
+    #[arg(long, env = "NUMBERING_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// Seconds between two reads of the JWKS.
+    #[arg(long, env = "NUMBERING_JWT_JWKS_REFRESH", value_parser = jwks_refresh_secs, default_value = "300")]
+    pub jwt_jwks_refresh: Duration,
     /// Required `iss` claim.
     #[arg(long, env = "NUMBERING_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -156,6 +170,15 @@ fn lifetime_secs(s: &str) -> Result<Duration, String> {
         .filter(|v| (60..=366 * 86400).contains(v))
         .map(Duration::from_secs)
         .ok_or_else(|| "seconds, between 60 and 31622400 (366 days)".to_string())
+}
+
+/// A JWKS refresh interval: seconds, from 1 to a day.
+fn jwks_refresh_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| *v >= 1.0 && *v <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "seconds, between 1 and 86400 (a day)".to_string())
 }
 
 fn humantime_secs(s: &str) -> Result<Duration, String> {

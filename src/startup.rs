@@ -1,13 +1,12 @@
 //! Startup: opens the database (a URL, or the private embedded cluster), checks the
 //! configuration, and runs a command until it finishes or a shutdown signal arrives.
 
-use std::str::FromStr;
-
-use crate::auth::{Authenticator, KeySource};
+use crate::auth::{Authenticator, JwksSource, KeySource};
 use crate::config::{Command, DatabaseArgs, ServeArgs};
 use crate::embedded::{self, EmbeddedPostgres};
 use crate::paging::PageTokens;
 use crate::store::Db;
+use crate::store::tls::{self, PgTls};
 use crate::{metrics, server};
 
 /// Why the binary stopped with an error.
@@ -16,6 +15,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The database a command runs against, and the private cluster behind it if it is embedded.
 pub struct Database {
     pub config: tokio_postgres::Config,
+    /// How connections are encrypted (`sslmode`, the CA file).
+    pub tls: PgTls,
     pub embedded: Option<EmbeddedPostgres>,
 }
 
@@ -24,8 +25,13 @@ const EMBEDDED_DB: &str = "numbering";
 
 pub async fn open_database(args: &DatabaseArgs) -> Result<Database, BoxError> {
     if let Some(url) = &args.database_url {
+        let (config, mut tls) = tls::parse_url(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        if tls.ca_file.is_none() {
+            tls.ca_file = args.database_ca_file.clone();
+        }
         return Ok(Database {
-            config: tokio_postgres::Config::from_str(url)?,
+            config,
+            tls,
             embedded: None,
         });
     }
@@ -53,16 +59,41 @@ pub async fn open_database(args: &DatabaseArgs) -> Result<Database, BoxError> {
     let _ = conn.await;
     Ok(Database {
         config: pg.config(EMBEDDED_DB),
+        tls: PgTls::default(),
         embedded: Some(pg),
     })
 }
 
-fn authenticator(args: &ServeArgs) -> Result<Authenticator, BoxError> {
+async fn authenticator(args: &ServeArgs) -> Result<Authenticator, BoxError> {
+    let jwks = match (&args.jwt_jwks_file, &args.jwt_jwks_url) {
+        (Some(file), _) => Some(JwksSource::File(file.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    let configured = [
+        args.jwt_hs256_secret.is_some(),
+        args.jwt_public_key_file.is_some(),
+        jwks.is_some(),
+    ];
+    if configured.iter().filter(|c| **c).count() > 1 {
+        return Err(
+            "set one of an HS256 secret, a public key file or a JWKS (file or URL), not several"
+                .into(),
+        );
+    }
+    if let Some(source) = jwks {
+        return Ok(Authenticator::jwks(
+            source,
+            args.jwt_issuer.as_deref(),
+            args.jwt_audience.as_deref(),
+            args.jwt_jwks_refresh,
+        )
+        .await
+        .map_err(|e| format!("JWKS: {e}"))?
+        .with_max_lifetime(args.jwt_max_lifetime));
+    }
     let key = match (&args.jwt_hs256_secret, &args.jwt_public_key_file) {
-        (Some(_), Some(_)) => {
-            return Err("set either an HS256 secret or a public key file, not both".into());
-        }
-        (Some(secret), None) => Some(KeySource::Hs256Secret(secret.as_bytes().to_vec())),
+        (Some(secret), _) => Some(KeySource::Hs256Secret(secret.as_bytes().to_vec())),
         (None, Some(file)) => Some(KeySource::PublicKeyPem(
             std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
         )),
@@ -83,8 +114,8 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator, BoxError> {
             Ok(Authenticator::disabled())
         }
         None => Err(format!(
-            "refusing to listen on {} without authentication: set NUMBERING_JWT_HS256_SECRET or \
-             NUMBERING_JWT_PUBLIC_KEY_FILE, or listen on a loopback address",
+            "refusing to listen on {} without authentication: set NUMBERING_JWT_HS256_SECRET, \
+             NUMBERING_JWT_PUBLIC_KEY_FILE, NUMBERING_JWT_JWKS_FILE or NUMBERING_JWT_JWKS_URL, or listen on a loopback address",
             args.listen
         )
         .into()),
@@ -119,13 +150,13 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
         Command::Client(_) => Err("the client commands run through numbering::cli::run".into()),
         Command::Migrate(args) => {
             let database = open_database(&args).await?;
-            let db = Db::new(database.config.clone(), 2)?;
+            let db = Db::with_tls(database.config.clone(), &database.tls, 2)?;
             let n = db.migrate().await?;
             tracing::info!(applied = n, "migrations done");
             Ok(())
         }
         Command::Serve(args) => {
-            let auth = authenticator(&args)?;
+            let auth = authenticator(&args).await?;
             let page_tokens = match &args.page_token_secret {
                 Some(s) if s.len() < 32 => {
                     return Err("NUMBERING_PAGE_TOKEN_SECRET must be at least 32 bytes".into());
@@ -149,7 +180,7 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
             let database = open_database(&args.database).await?;
             let mut config = database.config.clone();
             crate::store::deadline::backstop(&mut config, args.database.statement_timeout);
-            let db = Db::new(config, args.database.db_max_connections)?;
+            let db = Db::with_tls(config, &database.tls, args.database.db_max_connections)?;
             tracing::info!(address = %listener.local_addr()?, "listening");
             let tls = match (&args.tls_cert_file, &args.tls_key_file) {
                 (Some(cert), Some(key)) => {

@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod migrate;
 pub mod numbers;
 pub mod series;
+pub mod tls;
 pub mod trunks;
 
 use std::time::Duration;
@@ -18,7 +19,6 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::domain::principal::{Authority, Principal};
@@ -121,14 +121,34 @@ pub enum Kept {
 
 impl Db {
     pub fn new(config: tokio_postgres::Config, max_connections: usize) -> Result<Self> {
+        Self::with_tls(config, &tls::PgTls::default(), max_connections)
+    }
+
+    /// A pool whose connections are encrypted as `tls` says (`sslmode`, the CA file).
+    pub fn with_tls(
+        mut config: tokio_postgres::Config,
+        tls: &tls::PgTls,
+        max_connections: usize,
+    ) -> Result<Self> {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        // Over a Unix socket there is nothing to encrypt: libpq ignores sslmode there too.
+        let local = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+        if local {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
+        // The watchers' LISTEN connection, outside the pool.
         let listen = config.clone();
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = if local {
+            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        } else {
+            let connector = tls.connector().map_err(Error::Internal)?;
+            Manager::from_config(config, connector, manager_config)
+        };
         let pool = Pool::builder(manager)
             .max_size(max_connections)
             .wait_timeout(Some(Duration::from_secs(10)))
