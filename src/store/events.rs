@@ -311,11 +311,18 @@ const RELISTEN_DELAY: Duration = Duration::from_secs(1);
 
 impl Wakeups {
     /// Starts listening, on a task of its own, for as long as the runtime runs.
-    pub fn listen(config: tokio_postgres::Config) -> Self {
+    pub fn listen(
+        config: tokio_postgres::Config,
+        tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    ) -> Self {
         let (wake, woken) = watch::channel(0u64);
         tokio::spawn(async move {
             loop {
-                if let Err(e) = listen_once(&config, &wake).await {
+                let listened = match tls.clone() {
+                    None => listen_once(&config, NoTls, &wake).await,
+                    Some(tls) => listen_once(&config, tls, &wake).await,
+                };
+                if let Err(e) = listened {
                     tracing::warn!(error = %e, "the LISTEN connection for watchers was lost");
                 }
                 wake.send_modify(|n| *n = n.wrapping_add(1));
@@ -333,10 +340,18 @@ impl Wakeups {
 
 /// LISTENs until the connection ends, bumping `wake` at every notification (and once the
 /// LISTEN is in place).
-async fn listen_once(config: &tokio_postgres::Config, wake: &watch::Sender<u64>) -> Result<()> {
+async fn listen_once<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    wake: &watch::Sender<u64>,
+) -> Result<()>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Unpin,
+{
     let bump = || wake.send_modify(|n| *n = n.wrapping_add(1));
     let (client, mut connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
         .map_err(|e| Error::Unavailable(format!("connect for LISTEN: {e}")))?;
     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -67,8 +67,9 @@ pub async fn rollback_to_savepoint(tx: &Tx<'_>) -> Result<()> {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    /// For the one connection outside the pool: the watchers' LISTEN.
+    /// For the one connection outside the pool: the watchers' LISTEN, encrypted as the pool's.
     config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// Started by the first watcher.
     wakeups: std::sync::Arc<std::sync::OnceLock<events::Wakeups>>,
 }
@@ -143,11 +144,14 @@ impl Db {
         }
         // The watchers' LISTEN connection, outside the pool.
         let listen = config.clone();
-        let manager = if local {
-            Manager::from_config(config, tokio_postgres::NoTls, manager_config)
+        let connector = if local {
+            None
         } else {
-            let connector = tls.connector().map_err(Error::Internal)?;
-            Manager::from_config(config, connector, manager_config)
+            Some(tls.connector().map_err(Error::Internal)?)
+        };
+        let manager = match connector.clone() {
+            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            Some(connector) => Manager::from_config(config, connector, manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(max_connections)
@@ -159,6 +163,7 @@ impl Db {
         Ok(Self {
             pool,
             config: listen,
+            tls: connector,
             wakeups: Default::default(),
         })
     }
@@ -167,7 +172,7 @@ impl Db {
     /// LISTEN connection had to be made again). The first call starts that connection.
     pub fn wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
         self.wakeups
-            .get_or_init(|| events::Wakeups::listen(self.config.clone()))
+            .get_or_init(|| events::Wakeups::listen(self.config.clone(), self.tls.clone()))
             .subscribe()
     }
 
