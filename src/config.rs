@@ -150,6 +150,10 @@ pub struct ServeArgs {
     /// WatchNumberEvents streams one account may have open at once.
     #[arg(long, env = "NUMBERING_MAX_WATCHES_PER_ACCOUNT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_watches_per_account: u32,
+    /// Groups of quantity allocations in the database at once: concurrent allocations of up to
+    /// 100 numbers share a transaction (one commit for many calls). 0 runs each alone.
+    #[arg(long, env = "NUMBERING_ALLOCATION_GROUPS", default_value_t = 4)]
+    pub allocation_groups: u32,
     /// Seconds a shutdown (SIGTERM, Ctrl-C) lets calls finish before it ends open streams.
     #[arg(long, env = "NUMBERING_SHUTDOWN_GRACE", value_parser = humantime_secs, default_value = "20")]
     pub shutdown_grace: Duration,

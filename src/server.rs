@@ -80,6 +80,8 @@ pub struct Fairness {
     pub shutdown_grace: Duration,
     /// How long a watch with nothing to send waits before it sends a heartbeat.
     pub watch_heartbeat: Duration,
+    /// Groups of quantity allocations in the database at once (0: each allocation alone).
+    pub allocation_groups: usize,
 }
 
 /// Streams of all accounts at once, by default: one per core (at least two). An import parses
@@ -108,6 +110,7 @@ impl Default for Fairness {
             max_watches_per_account: 4,
             shutdown_grace: Duration::from_secs(20),
             watch_heartbeat: Duration::from_secs(10),
+            allocation_groups: 4,
         }
     }
 }
@@ -279,8 +282,11 @@ pub async fn serve(
 
     let fairness = settings.fairness;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let together = (fairness.allocation_groups > 0)
+        .then(|| crate::grpc::together::Together::new(db.clone(), fairness.allocation_groups));
     let state = AppState {
         db,
+        together,
         page_tokens: settings.page_tokens,
         limits: Limits::new(
             fairness.max_streams_per_account,

@@ -220,6 +220,7 @@ pub async fn run(command: Command) -> Result<(), BoxError> {
                     max_watches_per_account: args.max_watches_per_account as usize,
                     shutdown_grace: args.shutdown_grace,
                     watch_heartbeat: args.watch_heartbeat,
+                    allocation_groups: args.allocation_groups as usize,
                 },
             };
             server::serve(listener, db, settings, shutdown_signal()).await?;

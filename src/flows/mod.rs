@@ -6,6 +6,7 @@ pub mod allocation;
 pub mod import;
 pub mod number_pool;
 pub mod tenancy;
+pub mod together;
 pub mod watch;
 
 use futures::future::BoxFuture;

@@ -13,6 +13,7 @@ pub mod proto;
 pub mod status;
 pub mod streams;
 pub mod tenancy;
+pub mod together;
 
 use futures::future::BoxFuture;
 use serde::{Serialize, de::DeserializeOwned};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The idle timeout, the import size and the drain's end, for streams.
     pub streams: Streams,
+    /// Quantity allocations run together, in groups; `None` runs each alone.
+    pub together: Option<std::sync::Arc<together::Together>>,
 }
 
 /// The caller's deadline (`grpc-timeout`), as [`deadline::DeadlineLayer`] put it on the request.
@@ -239,6 +242,35 @@ impl AppState {
             )
             .await?;
         Ok(Response::new(answer))
+    }
+}
+
+impl AppState {
+    /// An allocation run in a group ([`together`]): its answer, or `None` when it runs alone
+    /// (groups are off, the call cannot join one, or its group sent it back).
+    pub async fn together(
+        &self,
+        request: &Request<numbering_client::v1::AllocateNumbersRequest>,
+    ) -> Option<Result<numbering_client::v1::AllocateNumbersResponse>> {
+        let groups = self.together.as_ref()?;
+        let principal = principal(request).ok()?;
+        let r = request.get_ref();
+        let command: crate::domain::command::MoveNumbers = command(r).ok()?;
+        if !together::Together::joins(&command, r.validate_only) {
+            return None;
+        }
+        if !r.request_id.is_empty() {
+            tracing::Span::current().record("idempotency_key", r.request_id.as_str());
+        }
+        groups
+            .allocate(
+                principal,
+                r.request_id.clone(),
+                prost::Message::encode_to_vec(r),
+                deadline(request),
+                command,
+            )
+            .await
     }
 }
 

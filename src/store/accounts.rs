@@ -217,6 +217,28 @@ pub async fn path(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Account>>
         .collect())
 }
 
+/// The live accounts `ids` names and every account on the path of each of `targets` (from the
+/// provider down to the target itself), in one query: what a group of moves into `targets`
+/// needs to judge scope, suspension and the accounts the numbers enter.
+pub async fn with_paths(
+    db: &impl GenericClient,
+    ids: &[Uuid],
+    targets: &[Uuid],
+) -> Result<Vec<Account>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM accounts
+         WHERE delete_time IS NULL AND (id = ANY($1) OR id IN (
+             SELECT unnest(string_to_array(trim(both '/' from t.path), '/')::uuid[])
+             FROM accounts t WHERE t.id = ANY($2)))"
+    );
+    Ok(db
+        .query(&db.prepare_cached(&sql).await?, &[&ids, &targets])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
+}
+
 /// The paths of these accounts, deleted ones included (history still names them).
 pub async fn paths_of(db: &impl GenericClient, ids: &[Uuid]) -> Result<BTreeMap<Uuid, String>> {
     Ok(db

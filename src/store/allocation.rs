@@ -186,6 +186,29 @@ pub async fn save_moves(
     op: Operation,
     actor: &Actor,
 ) -> Result<Vec<Number>> {
+    let each: Vec<Saved<'_>> = moves
+        .iter()
+        .map(|(before, after)| Saved {
+            before,
+            after,
+            op,
+            actor,
+        })
+        .collect();
+    save_each(db, &each).await
+}
+
+/// One move to save: the number before and after, and the event's operation and actor.
+pub struct Saved<'a> {
+    pub before: &'a Number,
+    pub after: &'a Number,
+    pub op: Operation,
+    pub actor: &'a Actor,
+}
+
+/// Saves moves, each with its own operation and actor (the calls of a coalesced group), in one
+/// statement, with one event per number. Answers the numbers as saved, by E.164.
+pub async fn save_each(db: &impl GenericClient, moves: &[Saved<'_>]) -> Result<Vec<Number>> {
     if moves.is_empty() {
         return Ok(Vec::new());
     }
@@ -209,16 +232,17 @@ pub async fn save_moves(
          ), recorded AS (
              INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id,
                  request_id, operation, holder_path, before, after)
-             SELECT e.provider_id, e.number_id, e.e164, $14, $15, $16, $17, e.holder_path,
-                 e.before, e.after
-             FROM unnest($18::uuid[], $1::uuid[], $19::text[], $3::text[], $20::jsonb[],
-                         $21::jsonb[])
-                  AS e(provider_id, number_id, e164, holder_path, before, after)
+             SELECT e.provider_id, e.number_id, e.e164, e.actor, e.actor_account_id,
+                 e.request_id, e.operation, e.holder_path, e.before, e.after
+             FROM unnest($18::uuid[], $1::uuid[], $19::text[], $14::text[], $15::uuid[],
+                         $16::text[], $17::text[], $3::text[], $20::jsonb[], $21::jsonb[])
+                  AS e(provider_id, number_id, e164, actor, actor_account_id, request_id,
+                       operation, holder_path, before, after)
          )
          SELECT {COLUMNS} FROM moved ORDER BY e164"
     );
-    let after: Vec<&Number> = moves.iter().map(|(_, s)| s).collect();
-    let ids: Vec<Uuid> = moves.iter().map(|(n, _)| n.id).collect();
+    let after: Vec<&Number> = moves.iter().map(|m| m.after).collect();
+    let ids: Vec<Uuid> = moves.iter().map(|m| m.before.id).collect();
     let holders: Vec<Uuid> = after.iter().map(|s| s.holder_id).collect();
     let paths: Vec<&str> = after.iter().map(|s| s.holder_path.as_str()).collect();
     let statuses: Vec<&str> = after.iter().map(|s| s.status.as_str()).collect();
@@ -240,9 +264,13 @@ pub async fn save_moves(
         .map(|s| s.reservation.as_ref().and_then(|r| r.expire_time))
         .collect();
     let aging: Vec<Option<SystemTime>> = after.iter().map(|s| s.aging_end_time).collect();
-    let owners: Vec<Uuid> = moves.iter().map(|(n, _)| n.owner_id).collect();
-    let e164s: Vec<&str> = moves.iter().map(|(n, _)| n.e164.as_str()).collect();
-    let befores: Vec<Json<NumberState>> = moves.iter().map(|(n, _)| Json(n.state())).collect();
+    let subjects: Vec<&str> = moves.iter().map(|m| m.actor.subject.as_str()).collect();
+    let actor_accounts: Vec<Option<Uuid>> = moves.iter().map(|m| m.actor.account_id).collect();
+    let request_ids: Vec<&str> = moves.iter().map(|m| m.actor.request_id.as_str()).collect();
+    let operations: Vec<&str> = moves.iter().map(|m| m.op.as_str()).collect();
+    let owners: Vec<Uuid> = moves.iter().map(|m| m.before.owner_id).collect();
+    let e164s: Vec<&str> = moves.iter().map(|m| m.before.e164.as_str()).collect();
+    let befores: Vec<Json<NumberState>> = moves.iter().map(|m| Json(m.before.state())).collect();
     let afters: Vec<Json<NumberState>> = after.iter().map(|s| Json(s.state())).collect();
     let statement = db.prepare_cached(&sql).await?;
     let rows = db
@@ -262,10 +290,10 @@ pub async fn save_moves(
                 &r(|r| &r.note),
                 &expiries,
                 &aging,
-                &actor.subject,
-                &actor.account_id,
-                &actor.request_id,
-                &op.as_str(),
+                &subjects,
+                &actor_accounts,
+                &request_ids,
+                &operations,
                 &owners,
                 &e164s,
                 &befores,

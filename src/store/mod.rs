@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod numbers;
 pub mod series;
 pub mod tls;
+pub mod together;
 pub mod trunks;
 
 use std::time::Duration;

@@ -17,6 +17,7 @@ mod release_unbind;
 mod reserve;
 mod scope;
 mod suspended;
+mod together;
 mod transfer;
 mod withdraw;
 
