@@ -339,7 +339,7 @@ async fn statements(cluster: &Cluster, cfg: &Config, phase: &str) -> Result<(), 
         .query(
             "SELECT calls, (total_exec_time / calls)::float8, (total_plan_time / calls)::float8,
                     left(regexp_replace(query, '\\s+', ' ', 'g'), 80)
-             FROM pg_stat_statements WHERE calls >= 1000 ORDER BY total_exec_time DESC LIMIT 8",
+             FROM pg_stat_statements WHERE calls >= 10 ORDER BY total_exec_time DESC LIMIT 10",
             &[],
         )
         .await?;
@@ -371,6 +371,7 @@ fn statement_settings(statements: bool) -> Vec<(&'static str, &'static str)> {
     vec![
         ("shared_preload_libraries", "pg_stat_statements"),
         ("pg_stat_statements.track_planning", "on"),
+        ("pg_stat_statements.track", "all"),
     ]
 }
 
