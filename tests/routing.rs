@@ -35,15 +35,17 @@ const DISTRIBUTED: &[(&str, &str)] = &[
 ];
 
 /// The statements that are not routed by their shard key, each with why that is safe on Citus
-/// (it runs them as multi-shard statements, correct but fanned out to every shard) or what
-/// would route it. A statement is excepted when it contains the pattern. Keep this the one
-/// list: deploy/citus.md refers to it.
+/// (it runs them as multi-shard statements, correct but fanned out to every shard) and what
+/// would route it. Those that lock rows (`FOR UPDATE`) Citus refuses across shards: they are
+/// the blocking items of deploy/citus.md ("What needs a change"). A statement is excepted when
+/// it contains the pattern. Keep this the one list: deploy/citus.md refers to it.
 const EXCEPTIONS: &[(&str, &str)] = &[
     // Background work across every provider (src/sweeper.rs, Db::prune_answers).
     (
         "FROM numbers WHERE status = 'reserved' AND reservation_expire_time <= $1",
-        "sweeper: expired reservations of every provider, a batch at a time with SKIP LOCKED; a \
-         multi-shard SELECT ... FOR UPDATE, run once per sweep interval, not per call",
+        "sweeper: expired reservations of every provider, a batch at a time with SKIP LOCKED, once \
+         per sweep interval, not per call; on Citus it runs per provider or per shard (a row \
+         lock must be routed)",
     ),
     (
         "FROM numbers WHERE status = 'aging' AND aging_end_time <= $1",
