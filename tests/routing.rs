@@ -57,6 +57,21 @@ const EXCEPTIONS: &[(&str, &str)] = &[
          becomes `DELETE ... WHERE create_time < $1` per shard (run_command_on_shards) or a \
          partition drop; background, not per call",
     ),
+    // Platform-wide reads: the platform's own view spans every provider by design.
+    (
+        "FROM numbers WHERE status <> 'deleted' ORDER BY",
+        "the platform's ListNumbers/ExportNumbers of every provider (Scope::All): cross-provider \
+         by design; a multi-shard scan in E.164 order, each shard's LIMIT pushed down and merged \
+         on the coordinator. A platform call that names the owner is routed",
+    ),
+    (
+        "FROM numbers WHERE status <> 'deleted' AND status = ANY($1)",
+        "the same platform-wide list filtered by status",
+    ),
+    (
+        "FROM numbers WHERE true",
+        "the same platform-wide list with deleted numbers included",
+    ),
     // Global uniqueness of live E.164 numbers: a cross-provider feature by design.
     (
         "FROM numbers WHERE e164 = $1 AND status <> 'deleted'",
@@ -435,6 +450,10 @@ fn check_one(t: &[Token]) -> Verdict {
         let Some((left, after)) = reference(k) else {
             continue;
         };
+        // value = column
+        if k >= 2 && t.get(k - 1) == Some(&Token::Punct('=')) && pinned_value(k - 2) {
+            pinned.insert(left.clone());
+        }
         match t.get(after) {
             Some(Token::Punct('=')) => {
                 if pinned_value(after + 1) {
@@ -447,12 +466,6 @@ fn check_one(t: &[Token]) -> Verdict {
                 pinned.insert(left);
             }
             _ => {}
-        }
-        // value = column
-        if k >= 2 && t.get(k - 1) == Some(&Token::Punct('=')) && pinned_value(k - 2) {
-            if let Some((right, _)) = reference(k) {
-                pinned.insert(right);
-            }
         }
     }
     loop {
