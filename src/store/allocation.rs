@@ -364,7 +364,7 @@ pub async fn subtree_count(db: &impl GenericClient, provider: Uuid, path: &str) 
     Ok(db
         .query_one(
             "SELECT coalesce(sum(c.count), 0)::bigint
-             FROM accounts a JOIN inventory_counts c ON c.account_id = a.id
+             FROM accounts a JOIN inventory_counts c ON c.account_id = a.id AND c.provider_id = a.provider_id
              WHERE a.provider_id = $1 AND a.path LIKE $2 AND c.status <> 'returned'",
             &[&provider, &like],
         )

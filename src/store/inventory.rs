@@ -96,8 +96,8 @@ pub async fn account(
     let mut own = sums(
         db,
         "SELECT series_id, status, sum(count)::bigint FROM inventory_counts
-         WHERE account_id = $1 GROUP BY 1, 2",
-        &[&account_id],
+         WHERE account_id = $1 AND provider_id = $2 GROUP BY 1, 2",
+        &[&account_id, &provider_id],
     )
     .await?;
     let below = subtree_sums(db, provider_id, path, Some(account_id)).await?;
@@ -122,7 +122,7 @@ async fn subtree_sums(
     sums(
         db,
         "SELECT c.series_id, c.status, sum(c.count)::bigint
-         FROM accounts a JOIN inventory_counts c ON c.account_id = a.id
+         FROM accounts a JOIN inventory_counts c ON c.account_id = a.id AND c.provider_id = a.provider_id
          WHERE a.provider_id = $1 AND a.path LIKE $2 AND a.id IS DISTINCT FROM $3
          GROUP BY 1, 2",
         &[&provider_id, &like, &except],

@@ -65,6 +65,9 @@ pub async fn rollback_to_savepoint(tx: &Tx<'_>) -> Result<()> {
         .await?)
 }
 
+/// The `application_name` of the service's connections when the database URL sets none.
+pub const APPLICATION_NAME: &str = "numbering";
+
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
@@ -135,6 +138,11 @@ impl Db {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
+        // The service's connections say who they are (pg_stat_activity, the statement log
+        // the routing check reads), unless the database URL names them otherwise.
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
         // Over a Unix socket there is nothing to encrypt: libpq ignores sslmode there too.
         let local = config
             .get_hosts()

@@ -48,6 +48,40 @@ fn sweep_stale(root: &std::path::Path) {
     }
 }
 
+/// Where the cluster logs every statement it runs, when `NUMBERING_STATEMENT_LOG` names a
+/// directory: a CSV log per test run (`statements-<pid>.csv`), which `tests/routing.rs` reads to
+/// check that each statement on a distributed table is routed by provider (see
+/// deploy/citus.md). Bind values are left out: the check needs the text only.
+pub const STATEMENT_LOG: &str = "NUMBERING_STATEMENT_LOG";
+
+fn statement_log() -> Vec<(&'static str, String)> {
+    let Some(dir) = std::env::var_os(STATEMENT_LOG).filter(|d| !d.is_empty()) else {
+        return Vec::new();
+    };
+    let dir = std::path::absolute(PathBuf::from(dir)).expect("the statement log directory");
+    std::fs::create_dir_all(&dir).expect("create the statement log directory");
+    // PostgreSQL runs as `postgres` when the tests run as root: it must be able to write there.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
+            .expect("open the statement log directory");
+    }
+    vec![
+        ("logging_collector", "on".into()),
+        ("log_destination", "csvlog".into()),
+        ("log_directory", dir.display().to_string()),
+        (
+            "log_filename",
+            format!("statements-{}.log", std::process::id()),
+        ),
+        ("log_file_mode", "0644".into()),
+        ("log_rotation_age", "0".into()),
+        ("log_rotation_size", "0".into()),
+        ("log_statement", "all".into()),
+        ("log_parameter_max_length", "0".into()),
+    ]
+}
+
 fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
         // Built on its own thread: tests call this from inside their own runtimes.
@@ -55,16 +89,16 @@ fn cluster() -> &'static Cluster {
             let root = std::env::temp_dir();
             sweep_stale(&root);
             let dir = root.join(format!("numbering-test-{}", std::process::id()));
-            let pg = EmbeddedPostgres::start(
-                &dir,
-                &[
-                    ("fsync", "off"),
-                    ("synchronous_commit", "off"),
-                    ("full_page_writes", "off"),
-                    ("max_connections", "300"),
-                ],
-            )
-            .expect("start the test PostgreSQL");
+            let mut settings = vec![
+                ("fsync", "off".to_string()),
+                ("synchronous_commit", "off".to_string()),
+                ("full_page_writes", "off".to_string()),
+                ("max_connections", "300".to_string()),
+            ];
+            settings.extend(statement_log());
+            let settings: Vec<(&str, &str)> =
+                settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let pg = EmbeddedPostgres::start(&dir, &settings).expect("start the test PostgreSQL");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
