@@ -799,9 +799,11 @@ mod tests {
         }
         drop(chunk_tx);
         let (batch_tx, mut batch_rx) = mpsc::channel(1 << 16);
-        std::thread::spawn(move || parse(ChunkReader::new(chunk_rx), "US".into(), batch_tx, 3, || {}))
-            .join()
-            .map_err(|_| Error::Internal("parser panicked".into()))?;
+        std::thread::spawn(move || {
+            parse(ChunkReader::new(chunk_rx), "US".into(), batch_tx, 3, || {})
+        })
+        .join()
+        .map_err(|_| Error::Internal("parser panicked".into()))?;
         let (mut rows, mut rejected, mut copy) = (0, Vec::new(), String::new());
         while let Ok(batch) = batch_rx.try_recv() {
             let batch = batch?;

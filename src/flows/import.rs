@@ -135,7 +135,13 @@ async fn receive(
         .spawn(move || {
             crate::niceness::lower_this_thread();
             let reader = ChunkReader::new(chunk_rx);
-            csv::parse(reader, region, batch_tx, workers, crate::niceness::lower_this_thread);
+            csv::parse(
+                reader,
+                region,
+                batch_tx,
+                workers,
+                crate::niceness::lower_this_thread,
+            );
             let _ = parsed_tx.send(());
         })
         .map_err(|e| Error::Internal(format!("cannot start the parser: {e}")))?;
@@ -262,9 +268,10 @@ async fn store_import(
     };
     if insert {
         // Every holder the rows may name, with its path: the owner, and the accounts admitted.
-        let paths: BTreeMap<Uuid, String> = std::iter::once((c.owner_id, child_path("", c.owner_id)))
-            .chain(holders.into_iter().map(|a| (a.id, a.path)))
-            .collect();
+        let paths: BTreeMap<Uuid, String> =
+            std::iter::once((c.owner_id, child_path("", c.owner_id)))
+                .chain(holders.into_iter().map(|a| (a.id, a.path)))
+                .collect();
         let skip = store::rejected_lines(&tx).await?;
         let series = SeriesIndex::new(store::series(&tx, c.owner_id).await?);
         let mut ids = Ids::new(seed);

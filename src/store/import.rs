@@ -45,7 +45,8 @@ pub async fn write_staged(
     row: &SpooledRow<'_>,
     id: Uuid,
 ) -> Result<()> {
-    Ok(w.write(&[&row.line, &id, &row.e164, &row.holder_id]).await?)
+    Ok(w.write(&[&row.line, &id, &row.e164, &row.holder_id])
+        .await?)
 }
 
 /// Where the numbers that passed the checks are written, each with [`write_number`].
@@ -94,25 +95,24 @@ pub async fn write_number(
     row: &SpooledRow<'_>,
     f: &Filing<'_>,
 ) -> Result<()> {
-    Ok(w
-        .write(&[
-            &f.id,
-            &f.owner,
-            &row.e164,
-            &f.holder,
-            &f.holder_path,
-            &"available",
-            &f.series,
-            &row.number_type,
-            &row.source,
-            &row.carrier,
-            &row.sip_trunk,
-            &row.billing_reference,
-            &row.service_info,
-            &row.tags(),
-            &JsonText(row.labels),
-        ])
-        .await?)
+    Ok(w.write(&[
+        &f.id,
+        &f.owner,
+        &row.e164,
+        &f.holder,
+        &f.holder_path,
+        &"available",
+        &f.series,
+        &row.number_type,
+        &row.source,
+        &row.carrier,
+        &row.sip_trunk,
+        &row.billing_reference,
+        &row.service_info,
+        &row.tags(),
+        &JsonText(row.labels),
+    ])
+    .await?)
 }
 
 /// JSON already written as text (the parser wrote the labels), sent as it is.
