@@ -511,3 +511,33 @@ impl Export {
         Ok(Some(self.csv.chunk()?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_is_filed_in_the_series_with_the_longest_prefix_that_starts_it() {
+        let (us, denver, uk) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let index = SeriesIndex::new(vec![
+            ("+1".into(), us),
+            ("+1303555".into(), denver),
+            ("+44".into(), uk),
+        ]);
+        assert_eq!(index.file("+13035550100"), Some(denver));
+        assert_eq!(index.file("+13035560100"), Some(us));
+        assert_eq!(index.file("+442079460018"), Some(uk));
+        assert_eq!(index.file("+33123456789"), None);
+        assert_eq!(SeriesIndex::new(Vec::new()).file("+13035550100"), None);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_version_4_ids() {
+        let seed = [7; 32];
+        let (mut a, mut b) = (Ids::new(seed), Ids::new(seed));
+        let drawn: Vec<Uuid> = (0..3).map(|_| a.next()).collect();
+        assert_eq!(drawn, (0..3).map(|_| b.next()).collect::<Vec<_>>());
+        assert!(drawn.iter().all(|id| id.get_version_num() == 4));
+        assert_ne!(drawn[0], drawn[1]);
+    }
+}
