@@ -178,7 +178,9 @@ pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Bench, BoxEr
             .await
             .map(|r| r.is_some())
             .unwrap_or(false);
-        if ready && bench.clients().await.is_ok() {
+        // Migrated is not yet serving: the server opens its readiness gate just after, so a
+        // call is what says it answers.
+        if ready && bench.answers().await {
             return Ok(bench);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -189,6 +191,21 @@ pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Bench, BoxEr
 impl Bench {
     pub async fn clients(&self) -> Result<Clients, BoxError> {
         Ok(numbering_client::connect(self.endpoint.clone(), None).await?)
+    }
+
+    /// Whether the server answers calls (anything but UNAVAILABLE).
+    async fn answers(&self) -> bool {
+        let Ok(mut c) = self.clients().await else {
+            return false;
+        };
+        let probe = c
+            .number_pool
+            .get_inventory(pb::GetInventoryRequest {
+                account_id: Uuid::nil().to_string(),
+                include_subtree: false,
+            })
+            .await;
+        !matches!(probe, Err(s) if s.code() == tonic::Code::Unavailable)
     }
 
     /// The server's resident memory now and at its peak, in MiB.

@@ -194,11 +194,22 @@ pub struct Rejected {
     pub message: String,
 }
 
-/// A batch from the parser: COPY text for the good rows, and the bad ones.
+/// A batch from the parser: the good rows as the spool keeps them ([`ImportRow::write_spool`],
+/// in line order), and the bad ones.
 pub struct Batch {
-    pub copy: Vec<u8>,
+    pub spool: Vec<u8>,
     pub rows: i64,
     pub rejected: Vec<Rejected>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            spool: Vec::with_capacity(BATCH_BYTES),
+            rows: 0,
+            rejected: Vec::new(),
+        }
+    }
 }
 
 /// Ends the last field of a row that was cut for being too long.
@@ -346,26 +357,8 @@ impl Read for ChunkReader {
     }
 }
 
-/// How the staging table's `tags` column joins a row's tags (see the import's SQL).
+/// How the spool joins a row's tags.
 pub const TAG_JOIN: &str = "\u{1f}";
-
-/// COPY text format: backslash, tab and newlines escaped; `\N` for NULL.
-fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
-    match value {
-        None => out.extend_from_slice(b"\\N"),
-        Some(v) => {
-            for b in v.bytes() {
-                match b {
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    b'\t' => out.extend_from_slice(b"\\t"),
-                    b'\n' => out.extend_from_slice(b"\\n"),
-                    b'\r' => out.extend_from_slice(b"\\r"),
-                    _ => out.push(b),
-                }
-            }
-        }
-    }
-}
 
 /// Where each known column sits in the file's header.
 struct Header {
@@ -416,32 +409,97 @@ pub struct ImportRow {
 }
 
 impl ImportRow {
-    /// The row as a line of COPY text, in the staging table's column order (line, e164,
-    /// number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels,
-    /// holder_id). Written here, on the parser thread, so that the database only streams it.
-    pub fn write_copy(&self, out: &mut Vec<u8>) {
+    /// The row as the spool keeps it between the parser and the database: the line, the
+    /// holder, then each text field after its length (tags joined by [`TAG_JOIN`], labels as
+    /// JSON). Written here, on the parser threads, so that the import only streams it;
+    /// [`SpooledRow::read`] reads it back.
+    pub fn write_spool(&self, out: &mut Vec<u8>) {
         let a = &self.attributes;
         // Unit separators: validated tags hold no control characters, so the split is exact.
-        let tags = (!a.tags.is_empty()).then(|| a.tags.join(TAG_JOIN));
+        let tags = a.tags.join(TAG_JOIN);
         let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
-        let holder = self.holder_id.map(|h| h.to_string());
-        out.extend_from_slice(self.line.to_string().as_bytes());
-        for value in [
-            Some(self.e164.as_str()),
-            Some(a.number_type.as_str()),
-            Some(a.source.as_str()),
-            Some(&a.carrier),
-            Some(&a.sip_trunk),
-            Some(&a.billing_reference),
-            Some(&a.service_info),
-            tags.as_deref(),
-            Some(&labels),
-            holder.as_deref(),
-        ] {
-            out.push(b'\t');
-            copy_field(out, value);
+        out.extend_from_slice(&self.line.to_le_bytes());
+        match self.holder_id {
+            Some(h) => {
+                out.push(1);
+                out.extend_from_slice(h.as_bytes());
+            }
+            None => out.push(0),
         }
-        out.push(b'\n');
+        for value in [
+            self.e164.as_str(),
+            a.number_type.as_str(),
+            a.source.as_str(),
+            &a.carrier,
+            &a.sip_trunk,
+            &a.billing_reference,
+            &a.service_info,
+            &tags,
+            &labels,
+        ] {
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+}
+
+/// A good row read back from the spool, borrowing its text from the spool's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledRow<'a> {
+    pub line: i64,
+    pub holder_id: Option<Uuid>,
+    pub e164: &'a str,
+    pub number_type: &'a str,
+    pub source: &'a str,
+    pub carrier: &'a str,
+    pub sip_trunk: &'a str,
+    pub billing_reference: &'a str,
+    pub service_info: &'a str,
+    /// Joined by [`TAG_JOIN`]; see [`SpooledRow::tags`].
+    pub tags: &'a str,
+    /// The labels as a JSON object.
+    pub labels: &'a str,
+}
+
+impl<'a> SpooledRow<'a> {
+    /// Takes the next row off the front of `bytes`; `None` at the end (or on bytes that
+    /// [`ImportRow::write_spool`] did not write).
+    pub fn read(bytes: &mut &'a [u8]) -> Option<Self> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = bytes.split_at_checked(n)?;
+            *bytes = rest;
+            Some(head)
+        }
+        fn text<'a>(bytes: &mut &'a [u8]) -> Option<&'a str> {
+            let len = u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize;
+            std::str::from_utf8(take(bytes, len)?).ok()
+        }
+        let line = i64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
+        let holder_id = match take(bytes, 1)? {
+            [1] => Some(Uuid::from_slice(take(bytes, 16)?).ok()?),
+            _ => None,
+        };
+        Some(Self {
+            line,
+            holder_id,
+            e164: text(bytes)?,
+            number_type: text(bytes)?,
+            source: text(bytes)?,
+            carrier: text(bytes)?,
+            sip_trunk: text(bytes)?,
+            billing_reference: text(bytes)?,
+            service_info: text(bytes)?,
+            tags: text(bytes)?,
+            labels: text(bytes)?,
+        })
+    }
+
+    pub fn tags(&self) -> Vec<&'a str> {
+        if self.tags.is_empty() {
+            Vec::new()
+        } else {
+            self.tags.split(TAG_JOIN).collect()
+        }
     }
 }
 
@@ -531,8 +589,75 @@ fn parse_row(
     })
 }
 
-/// The parser thread: CSV in, batches out. A bad header ends the import.
-pub fn parse(reader: ChunkReader, region: String, batches: mpsc::Sender<Result<Batch>>) {
+/// A record as the reader cut it, before the row is checked.
+enum Cut {
+    Record(i64, ::csv::StringRecord),
+    Rejected(Rejected),
+}
+
+/// Checks `records` in order: the good rows spooled, the bad ones listed.
+fn check(header: &Header, region: &str, records: &[Cut]) -> (Vec<u8>, Vec<Rejected>) {
+    let mut spool = Vec::with_capacity(records.len() * 96);
+    let mut rejected = Vec::new();
+    for r in records {
+        match r {
+            Cut::Record(line, record) => match parse_row(header, record, *line, region) {
+                Ok(row) => row.write_spool(&mut spool),
+                Err(r) => rejected.push(r),
+            },
+            Cut::Rejected(r) => rejected.push(r.clone()),
+        }
+    }
+    (spool, rejected)
+}
+
+/// Checks a batch of records on `workers` threads (this one and `workers - 1` more, each
+/// started with `on_worker`), each a slice of the batch, joined back in line order.
+/// Parsing a number is the import's CPU work (about 10 µs a row), and it is all independent.
+fn check_batch(
+    header: &Header,
+    region: &str,
+    records: &[Cut],
+    workers: usize,
+    on_worker: fn(),
+) -> Result<Batch> {
+    let slice = records.len().div_ceil(workers.max(1)).max(1);
+    let mut parts = std::thread::scope(|s| {
+        let mut slices = records.chunks(slice);
+        let first = slices.next().unwrap_or(&[]);
+        let others: Vec<_> = slices
+            .map(|part| {
+                s.spawn(move || {
+                    on_worker();
+                    check(header, region, part)
+                })
+            })
+            .collect();
+        let mut parts = vec![Ok(check(header, region, first))];
+        parts.extend(others.into_iter().map(|h| h.join()));
+        parts
+    })
+    .into_iter();
+    let mut batch = Batch::new();
+    batch.rows = records.len() as i64;
+    for part in parts.by_ref() {
+        let (spool, rejected) =
+            part.map_err(|_| Error::Internal("a parser thread panicked".into()))?;
+        batch.spool.extend_from_slice(&spool);
+        batch.rejected.extend(rejected);
+    }
+    Ok(batch)
+}
+
+/// The parser thread: CSV in, batches out. A bad header ends the import. The CSV is cut into
+/// records here, in order; each batch of records is checked on `workers` threads.
+pub fn parse(
+    reader: ChunkReader,
+    region: String,
+    batches: mpsc::Sender<Result<Batch>>,
+    workers: usize,
+    on_worker: fn(),
+) {
     let mut csv = ::csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -548,16 +673,14 @@ pub fn parse(reader: ChunkReader, region: String, batches: mpsc::Sender<Result<B
             return;
         }
     };
-    let mut batch = Batch {
-        copy: Vec::with_capacity(1 << 20),
-        rows: 0,
-        rejected: Vec::new(),
-    };
+    let mut records: Vec<Cut> = Vec::with_capacity(BATCH_ROWS);
+    let mut bytes = 0;
     let mut record = ::csv::StringRecord::new();
     loop {
         let line = csv.position().line() as i64 + 1;
+        let mut end = false;
         match csv.read_record(&mut record) {
-            Ok(false) => break,
+            Ok(false) => end = true,
             Ok(true) => {
                 // The line the record started on: where the parser is now, less the lines the
                 // record spans (csv's own start position counts a skipped blank line).
@@ -570,41 +693,29 @@ pub fn parse(reader: ChunkReader, region: String, batches: mpsc::Sender<Result<B
                 if record.iter().all(|f| f.trim().is_empty()) {
                     continue;
                 }
-                batch.rows += 1;
-                match parse_row(&header, &record, line, &region) {
-                    Ok(row) => row.write_copy(&mut batch.copy),
-                    Err(r) => batch.rejected.push(r),
-                }
+                bytes += record.as_byte_record().as_slice().len();
+                records.push(Cut::Record(line, record.clone()));
             }
             Err(e) => {
-                batch.rows += 1;
                 let line = e.position().map_or(line, |p| p.line() as i64);
-                batch.rejected.push(Rejected {
+                end = matches!(e.kind(), ::csv::ErrorKind::Io(_));
+                records.push(Cut::Rejected(Rejected {
                     line,
                     e164: String::new(),
                     reason: Reason::MalformedRow,
                     message: e.to_string(),
-                });
-                if matches!(e.kind(), ::csv::ErrorKind::Io(_)) {
-                    break;
-                }
+                }));
             }
         }
-        if batch.rows as usize >= BATCH_ROWS || batch.copy.len() >= BATCH_BYTES {
-            let full = std::mem::replace(
-                &mut batch,
-                Batch {
-                    copy: Vec::with_capacity(1 << 20),
-                    rows: 0,
-                    rejected: Vec::new(),
-                },
-            );
-            if batches.blocking_send(Ok(full)).is_err() {
+        if end || records.len() >= BATCH_ROWS || bytes >= BATCH_BYTES {
+            let batch = check_batch(&header, &region, &records, workers, on_worker);
+            records.clear();
+            bytes = 0;
+            if batches.blocking_send(batch).is_err() || end {
                 return;
             }
         }
     }
-    let _ = batches.blocking_send(Ok(batch));
 }
 /// Writes numbers as the export's CSV: the import's columns (so an export can be imported
 /// again) and then [`EXPORT_ONLY`]'s, chunk by chunk.
@@ -688,17 +799,54 @@ mod tests {
         }
         drop(chunk_tx);
         let (batch_tx, mut batch_rx) = mpsc::channel(1 << 16);
-        std::thread::spawn(move || parse(ChunkReader::new(chunk_rx), "US".into(), batch_tx))
-            .join()
-            .map_err(|_| Error::Internal("parser panicked".into()))?;
-        let (mut rows, mut rejected, mut copy) = (0, Vec::new(), Vec::new());
+        std::thread::spawn(move || {
+            parse(ChunkReader::new(chunk_rx), "US".into(), batch_tx, 3, || {})
+        })
+        .join()
+        .map_err(|_| Error::Internal("parser panicked".into()))?;
+        let (mut rows, mut rejected, mut copy) = (0, Vec::new(), String::new());
         while let Ok(batch) = batch_rx.try_recv() {
             let batch = batch?;
             rows += batch.rows;
             rejected.extend(batch.rejected.iter().map(|r| (r.line, r.reason.as_str())));
-            copy.extend(batch.copy);
+            copy.push_str(&copy_text(&batch.spool));
         }
-        Ok((rows, rejected, String::from_utf8_lossy(&copy).into_owned()))
+        Ok((rows, rejected, copy))
+    }
+
+    /// The spooled rows as lines of COPY text (line, e164, then the other fields, tab-separated
+    /// with their control characters escaped): what the tests read.
+    fn copy_text(mut spool: &[u8]) -> String {
+        let escape = |v: &str| {
+            v.replace('\\', "\\\\")
+                .replace('\t', "\\t")
+                .replace('\n', "\\n")
+                .replace('\r', "\\r")
+        };
+        let mut out = String::new();
+        while let Some(r) = SpooledRow::read(&mut spool) {
+            let holder = r.holder_id.map(|h| h.to_string()).unwrap_or_default();
+            let fields = [
+                r.e164,
+                r.number_type,
+                r.source,
+                r.carrier,
+                r.sip_trunk,
+                r.billing_reference,
+                r.service_info,
+                r.tags,
+                r.labels,
+                &holder,
+            ];
+            out.push_str(&r.line.to_string());
+            for f in fields {
+                out.push('\t');
+                out.push_str(&escape(f));
+            }
+            out.push('\n');
+        }
+        assert!(spool.is_empty(), "the spool reads back whole");
+        out
     }
 
     #[test]

@@ -1,23 +1,30 @@
-//! ImportNumbers and ExportNumbers: CSV streamed in and out. Import: the bytes go through a
-//! parser thread (libphonenumber parsing is CPU work) into COPY text, streamed into a staging
-//! table; set-based checks reject rows, the quota admission every entry of numbers passes
-//! rejects the rows of accounts that would overflow, and one INSERT ... SELECT adds the rest
-//! with their events. Memory stays bounded: rows are never all held, only batches of them and
-//! at most [`MAX_REPORTED`] rejected rows.
+//! ImportNumbers and ExportNumbers: CSV streamed in and out. Import: the bytes go through
+//! parser threads (libphonenumber parsing is CPU work, spread over the cores) into a spool
+//! file; then, in one transaction, the spooled rows' line, id, E.164 and holder are staged by
+//! COPY BINARY, set-based checks reject rows, the quota admission every entry of numbers
+//! passes rejects the rows of accounts that would overflow, the rest are copied (COPY BINARY)
+//! straight into `numbers`, and their events are written in one INSERT ... SELECT. Memory
+//! stays bounded: rows are never all held, only batches of them, the lines of the rejected
+//! rows and at most [`MAX_REPORTED`] rejected rows listed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use bytes::Bytes;
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::Caller;
 use super::allocation::admit_each;
 use super::number_pool::{query, receiving_provider};
-use crate::domain::account::child_path;
+use crate::domain::account::{Account, child_path};
 use crate::domain::command::{ImportMode, ImportNumbers, NumberFilter};
-use crate::domain::csv::{self, Batch, ChunkReader, ExportWriter, Reason, Rejected};
+use crate::domain::csv::{self, Batch, ChunkReader, ExportWriter, Reason, Rejected, SpooledRow};
 use crate::domain::number::NumberState;
 use crate::domain::principal::Principal;
 use crate::error::{Error, Result};
@@ -33,7 +40,7 @@ pub const MAX_REPORTED: usize = 10_000;
 const PROGRESS_EVERY: i64 = 50_000;
 /// Numbers per export batch.
 const EXPORT_BATCH: i64 = 1000;
-/// Bytes read from the spool per COPY message.
+/// Bytes read from the spool at a time.
 const SPOOL_READ: usize = 256 * 1024;
 
 /// How far an import has come.
@@ -105,9 +112,9 @@ pub async fn import(
     Ok(report)
 }
 
-/// The CSV in, parsed on a thread as it comes (libphonenumber parsing is CPU work): the COPY
-/// text of the good rows in a temporary file, the rows the parser refused counted in the
-/// report, the fingerprint of the whole request.
+/// The CSV in, parsed on threads as it comes (libphonenumber parsing is CPU work): the good
+/// rows spooled to a temporary file (frames of [`csv::SpooledRow`]s, each after its length),
+/// the rows the parser refused counted in the report, the fingerprint of the whole request.
 async fn receive(
     c: &ImportNumbers,
     request: &[u8],
@@ -118,15 +125,23 @@ async fn receive(
     let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
     let (batch_tx, mut batch_rx) = mpsc::channel::<Result<Batch>>(4);
     let region = c.region.clone();
-    // Parsing is bulk CPU work: on a thread of its own, at a lower scheduling priority, so
-    // that when the cores are busy the other tenants' calls go first and an import takes what
-    // they leave (all of it on an idle machine).
+    // Parsing is bulk CPU work: on threads of their own (one per core), at a lower
+    // scheduling priority, so that when the cores are busy the other tenants' calls go first
+    // and an import takes what they leave (all of it on an idle machine).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (parsed_tx, parser) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("import-parse".into())
         .spawn(move || {
             crate::niceness::lower_this_thread();
-            csv::parse(ChunkReader::new(chunk_rx), region, batch_tx);
+            let reader = ChunkReader::new(chunk_rx);
+            csv::parse(
+                reader,
+                region,
+                batch_tx,
+                workers,
+                crate::niceness::lower_this_thread,
+            );
             let _ = parsed_tx.send(());
         })
         .map_err(|e| Error::Internal(format!("cannot start the parser: {e}")))?;
@@ -167,10 +182,12 @@ async fn receive(
             for r in batch.rejected {
                 report.reject(r);
             }
+            let frame = (batch.spool.len() as u32).to_le_bytes();
             spool
-                .write_all(&batch.copy)
+                .write_all(&frame)
                 .await
-                .map_err(|e| Error::Internal(format!("spool: {e}")))?;
+                .and(spool.write_all(&batch.spool).await)
+                .map_err(spool_error)?;
             if report.rows_read - last_progress >= PROGRESS_EVERY {
                 last_progress = report.rows_read;
                 // Progress is only news: a caller that does not read it does not hold us up.
@@ -215,22 +232,25 @@ async fn store_import(
         return Ok(());
     }
 
+    let started = Instant::now();
     store::stage(&tx).await?;
-    let sink = store::copy_in(&tx).await?;
-    futures::pin_mut!(sink);
-    loop {
-        let mut buffer = vec![0; SPOOL_READ];
-        let n = spool
-            .read(&mut buffer)
-            .await
-            .map_err(|e| Error::Internal(format!("spool: {e}")))?;
-        if n == 0 {
-            break;
+    // Each row's number id is drawn when it is staged and drawn again, in the same order, when
+    // it is copied into numbers: the ids are held by neither side, only the seed.
+    let seed: [u8; 32] = rand::random();
+    let mut ids = Ids::new(seed);
+    let mut reader = Spool::new(&mut spool);
+    {
+        let staged = store::copy_staged(&tx).await?;
+        futures::pin_mut!(staged);
+        while reader.next_frame().await? {
+            let mut rows = reader.frame();
+            while let Some(row) = SpooledRow::read(&mut rows) {
+                store::write_staged(staged.as_mut(), &row, ids.next()).await?;
+            }
         }
-        buffer.truncate(n);
-        sink.send(Bytes::from(buffer)).await?;
+        staged.as_mut().finish().await?;
     }
-    sink.as_mut().finish().await?;
+    let staged = started.elapsed();
 
     store::reject_known(&tx, c.owner_id).await?;
     let holders = reject_over_quota(&tx, c.owner_id).await?;
@@ -239,6 +259,7 @@ async fn store_import(
     report.rows_rejected += rejected;
     report.rejected_rows.extend(listed);
     report.rejected_rows.sort_by_key(|r| r.line);
+    let checked = started.elapsed();
 
     let insert = match c.mode {
         ImportMode::BestEffort => true,
@@ -246,13 +267,62 @@ async fn store_import(
         ImportMode::ValidateOnly => false,
     };
     if insert {
-        let states: Vec<(Uuid, NumberState)> = std::iter::once(c.owner_id)
-            .chain(holders)
-            .map(|h| (h, NumberState::available(h)))
+        // Every holder the rows may name, with its path: the owner, and the accounts admitted.
+        let paths: BTreeMap<Uuid, String> =
+            std::iter::once((c.owner_id, child_path("", c.owner_id)))
+                .chain(holders.into_iter().map(|a| (a.id, a.path)))
+                .collect();
+        let skip = store::rejected_lines(&tx).await?;
+        let series = SeriesIndex::new(store::series(&tx, c.owner_id).await?);
+        let mut ids = Ids::new(seed);
+        reader.rewind().await?;
+        let copy = store::copy_numbers(&tx).await?;
+        futures::pin_mut!(copy);
+        while reader.next_frame().await? {
+            let mut rows = reader.frame();
+            while let Some(row) = SpooledRow::read(&mut rows) {
+                let id = ids.next();
+                if skip.binary_search(&row.line).is_ok() {
+                    continue;
+                }
+                let holder = row.holder_id.unwrap_or(c.owner_id);
+                let Some(holder_path) = paths.get(&holder) else {
+                    return Err(Error::Internal(format!(
+                        "line {}: holder {holder} neither rejected nor admitted",
+                        row.line
+                    )));
+                };
+                let filing = store::Filing {
+                    id,
+                    owner: c.owner_id,
+                    holder,
+                    holder_path,
+                    series: series.file(row.e164),
+                };
+                store::write_number(copy.as_mut(), &row, &filing).await?;
+            }
+        }
+        report.rows_imported = copy.as_mut().finish().await? as i64;
+        let copied = started.elapsed();
+        let states: Vec<(Uuid, String, NumberState)> = paths
+            .into_iter()
+            .map(|(h, path)| (h, path, NumberState::available(h)))
             .collect();
-        let owner_path = child_path("", c.owner_id);
-        report.rows_imported =
-            store::insert(&tx, c.owner_id, &owner_path, &caller.actor(), &states).await?;
+        let events = store::record_events(&tx, c.owner_id, &caller.actor(), &states).await?;
+        if events != report.rows_imported as u64 {
+            return Err(Error::Internal(format!(
+                "{} numbers imported but {events} events recorded",
+                report.rows_imported
+            )));
+        }
+        tracing::info!(
+            rows = report.rows_imported,
+            stage_ms = staged.as_millis() as u64,
+            checks_ms = (checked - staged).as_millis() as u64,
+            copy_ms = (copied - checked).as_millis() as u64,
+            events_ms = (started.elapsed() - copied).as_millis() as u64,
+            "import stored"
+        );
     }
     guard.record(&tx, fingerprint, &kept(report)?).await?;
     if insert {
@@ -281,10 +351,90 @@ fn kept(report: &Report) -> Result<Kept> {
     Ok(Kept::Whole(answer))
 }
 
+fn spool_error(e: std::io::Error) -> Error {
+    Error::Internal(format!("spool: {e}"))
+}
+
+/// The spool read back, frame by frame (a frame is a parser batch's rows).
+struct Spool<'a> {
+    file: BufReader<&'a mut tokio::fs::File>,
+    frame: Vec<u8>,
+}
+
+impl<'a> Spool<'a> {
+    fn new(file: &'a mut tokio::fs::File) -> Self {
+        Self {
+            file: BufReader::with_capacity(SPOOL_READ, file),
+            frame: Vec::new(),
+        }
+    }
+
+    /// Reads the next frame; false at the end.
+    async fn next_frame(&mut self) -> Result<bool> {
+        let mut len = [0u8; 4];
+        match self.file.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(spool_error(e)),
+        }
+        self.frame.resize(u32::from_le_bytes(len) as usize, 0);
+        self.file
+            .read_exact(&mut self.frame)
+            .await
+            .map_err(spool_error)?;
+        Ok(true)
+    }
+
+    fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+
+    async fn rewind(&mut self) -> Result<()> {
+        self.file.rewind().await.map_err(spool_error)?;
+        Ok(())
+    }
+}
+
+/// Number ids (random, version 4) drawn from a seed: the same seed draws the same ids.
+struct Ids(StdRng);
+
+impl Ids {
+    fn new(seed: [u8; 32]) -> Self {
+        Self(StdRng::from_seed(seed))
+    }
+
+    fn next(&mut self) -> Uuid {
+        uuid::Builder::from_random_bytes(self.0.random()).into_uuid()
+    }
+}
+
+/// A provider's series by prefix: a number is filed in the series with the longest prefix
+/// that starts it, as `series_of` files the numbers added one by one.
+struct SeriesIndex {
+    by_prefix: HashMap<String, Uuid>,
+    longest: usize,
+}
+
+impl SeriesIndex {
+    fn new(series: Vec<(String, Uuid)>) -> Self {
+        let longest = series.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+        Self {
+            by_prefix: series.into_iter().collect(),
+            longest,
+        }
+    }
+
+    fn file(&self, e164: &str) -> Option<Uuid> {
+        (1..=self.longest.min(e164.len()))
+            .rev()
+            .find_map(|n| self.by_prefix.get(e164.get(..n)?).copied())
+    }
+}
+
 /// Rows that the admission of numbers refuses (an account of the owner's tree past its quota,
 /// or not active) are rejected, all the rows of one target account together, through the
 /// admission every entry of numbers passes. Answers the targets that remain.
-async fn reject_over_quota(tx: &Tx<'_>, owner: Uuid) -> Result<Vec<Uuid>> {
+async fn reject_over_quota(tx: &Tx<'_>, owner: Uuid) -> Result<Vec<Account>> {
     let mut targets = Vec::new();
     for (id, incoming) in store::targets(tx).await? {
         match accounts::get(tx, id, Lock::No).await {
@@ -298,7 +448,7 @@ async fn reject_over_quota(tx: &Tx<'_>, owner: Uuid) -> Result<Vec<Uuid>> {
     let mut admitted = Vec::with_capacity(targets.len());
     for ((account, _), answer) in targets.into_iter().zip(answers) {
         match answer {
-            Ok(()) => admitted.push(account.id),
+            Ok(()) => admitted.push(account),
             Err(e) => {
                 let reason = match e {
                     Error::QuotaExceeded { .. } => Reason::QuotaExceeded,
@@ -359,5 +509,35 @@ impl Export {
             self.csv.write(n)?;
         }
         Ok(Some(self.csv.chunk()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_is_filed_in_the_series_with_the_longest_prefix_that_starts_it() {
+        let (us, denver, uk) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let index = SeriesIndex::new(vec![
+            ("+1".into(), us),
+            ("+1303555".into(), denver),
+            ("+44".into(), uk),
+        ]);
+        assert_eq!(index.file("+13035550100"), Some(denver));
+        assert_eq!(index.file("+13035560100"), Some(us));
+        assert_eq!(index.file("+442079460018"), Some(uk));
+        assert_eq!(index.file("+33123456789"), None);
+        assert_eq!(SeriesIndex::new(Vec::new()).file("+13035550100"), None);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_version_4_ids() {
+        let seed = [7; 32];
+        let (mut a, mut b) = (Ids::new(seed), Ids::new(seed));
+        let drawn: Vec<Uuid> = (0..3).map(|_| a.next()).collect();
+        assert_eq!(drawn, (0..3).map(|_| b.next()).collect::<Vec<_>>());
+        assert!(drawn.iter().all(|id| id.get_version_num() == 4));
+        assert_ne!(drawn[0], drawn[1]);
     }
 }

@@ -1,39 +1,163 @@
-//! The import in PostgreSQL: a temporary staging table fed by COPY, the set-based checks that
-//! reject rows, and the one INSERT ... SELECT that adds the rest with their events.
+//! The import in PostgreSQL: a narrow temporary staging table (line, id, E.164, holder) fed
+//! by COPY BINARY for the set-based checks that reject rows, then the rows that pass copied
+//! (COPY BINARY) straight into `numbers`, and their events written in one INSERT ... SELECT
+//! from the staged rows.
 
-use bytes::Bytes;
-use tokio_postgres::CopyInSink;
-use tokio_postgres::types::Json;
+use std::pin::Pin;
+
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{IsNull, Json, ToSql, Type, accepts, to_sql_checked};
 use uuid::Uuid;
 
 use super::Tx;
-use crate::domain::csv::{Reason, Rejected};
+use crate::domain::csv::{Reason, Rejected, SpooledRow};
 use crate::domain::number::{Actor, NumberState, Operation};
 use crate::error::Result;
 
-/// Creates the staging tables, dropped with the transaction. Their columns are those
-/// [`crate::domain::csv::ImportRow::write_copy`] writes.
+/// Creates the staging tables, dropped with the transaction. The staged rows carry what the
+/// checks and the events need, not the attributes: those go to `numbers` only.
 pub async fn stage(tx: &Tx<'_>) -> Result<()> {
     Ok(tx
         .batch_execute(
             "CREATE TEMP TABLE import_rows (
-                 line bigint NOT NULL, e164 text COLLATE \"C\" NOT NULL, number_type text NOT NULL,
-                 source text NOT NULL, carrier text NOT NULL, sip_trunk text NOT NULL,
-                 billing_reference text NOT NULL, service_info text NOT NULL, tags text,
-                 labels jsonb NOT NULL, holder_id uuid) ON COMMIT DROP;
+                 line bigint NOT NULL, id uuid NOT NULL, e164 text COLLATE \"C\" NOT NULL,
+                 holder_id uuid) ON COMMIT DROP;
              CREATE TEMP TABLE import_rejects (line bigint PRIMARY KEY, e164 text, reason text, message text) ON COMMIT DROP",
         )
         .await?)
 }
 
-/// The sink the COPY text of good rows streams into.
-pub async fn copy_in(tx: &Tx<'_>) -> Result<CopyInSink<Bytes>> {
-    Ok(tx
-        .copy_in(
-            "COPY import_rows (line, e164, number_type, source, carrier, sip_trunk, \
-             billing_reference, service_info, tags, labels, holder_id) FROM STDIN",
-        )
+/// Where the staged rows are written, each with [`write_staged`].
+pub async fn copy_staged(tx: &Tx<'_>) -> Result<BinaryCopyInWriter> {
+    let sink = tx
+        .copy_in("COPY import_rows (line, id, e164, holder_id) FROM STDIN BINARY")
+        .await?;
+    Ok(BinaryCopyInWriter::new(
+        sink,
+        &[Type::INT8, Type::UUID, Type::TEXT, Type::UUID],
+    ))
+}
+
+/// Stages a row under the id its number will have.
+pub async fn write_staged(
+    w: Pin<&mut BinaryCopyInWriter>,
+    row: &SpooledRow<'_>,
+    id: Uuid,
+) -> Result<()> {
+    Ok(w.write(&[&row.line, &id, &row.e164, &row.holder_id])
         .await?)
+}
+
+/// Where the numbers that passed the checks are written, each with [`write_number`].
+pub async fn copy_numbers(tx: &Tx<'_>) -> Result<BinaryCopyInWriter> {
+    let sink = tx
+        .copy_in(
+            "COPY numbers (id, provider_id, e164, holder_id, holder_path, status, series_id,
+                 number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels)
+             FROM STDIN BINARY",
+        )
+        .await?;
+    Ok(BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::UUID,
+            Type::UUID,
+            Type::TEXT,
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT_ARRAY,
+            Type::JSONB,
+        ],
+    ))
+}
+
+/// Where a number goes: its id (as staged), owner, holder and the holder's path, series.
+pub struct Filing<'a> {
+    pub id: Uuid,
+    pub owner: Uuid,
+    pub holder: Uuid,
+    pub holder_path: &'a str,
+    pub series: Option<Uuid>,
+}
+
+/// Adds a number, AVAILABLE in its holder, with the row's attributes.
+pub async fn write_number(
+    w: Pin<&mut BinaryCopyInWriter>,
+    row: &SpooledRow<'_>,
+    f: &Filing<'_>,
+) -> Result<()> {
+    Ok(w.write(&[
+        &f.id,
+        &f.owner,
+        &row.e164,
+        &f.holder,
+        &f.holder_path,
+        &"available",
+        &f.series,
+        &row.number_type,
+        &row.source,
+        &row.carrier,
+        &row.sip_trunk,
+        &row.billing_reference,
+        &row.service_info,
+        &row.tags(),
+        &JsonText(row.labels),
+    ])
+    .await?)
+}
+
+/// JSON already written as text (the parser wrote the labels), sent as it is.
+#[derive(Debug)]
+struct JsonText<'a>(&'a str);
+
+impl ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // The jsonb binary format: a version byte, then the text.
+            out.put_u8(1);
+        }
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    accepts!(JSON, JSONB);
+    to_sql_checked!();
+}
+
+/// A provider's series, each prefix with its id: the import files its numbers itself.
+pub async fn series(tx: &Tx<'_>, owner: Uuid) -> Result<Vec<(String, Uuid)>> {
+    Ok(tx
+        .query(
+            "SELECT prefix, id FROM series WHERE provider_id = $1",
+            &[&owner],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// The lines of the rejected rows, in order.
+pub async fn rejected_lines(tx: &Tx<'_>) -> Result<Vec<i64>> {
+    Ok(tx
+        .query("SELECT line FROM import_rejects ORDER BY line", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// Rejects, set-based, the rows the file itself or the inventory refuses: numbers already in
@@ -131,51 +255,38 @@ fn reason(s: &str) -> Reason {
     }
 }
 
-/// Adds the rows not rejected, AVAILABLE in their holder (the owner when none is named), filed
-/// in their series, each with its event. `states` maps every holder to the state its numbers'
-/// events record, made by serde like every other event's ([`NumberState`]): a handful of
-/// holders, joined in SQL, instead of a JSON value per row. Answers how many were added.
-pub async fn insert(
+/// Records the event of every number added: one per staged row not rejected, set-based.
+/// `states` maps every holder to its path and the state its numbers' events record, made by
+/// serde like every other event's ([`NumberState`]): a handful of holders, joined in SQL,
+/// instead of a JSON value per row.
+pub async fn record_events(
     tx: &Tx<'_>,
     owner: Uuid,
-    owner_path: &str,
     actor: &Actor,
-    states: &[(Uuid, NumberState)],
-) -> Result<i64> {
-    tx.execute(
-        "DELETE FROM import_rows s USING import_rejects r WHERE s.line = r.line",
-        &[],
-    )
-    .await?;
-    let holders: Vec<Uuid> = states.iter().map(|(h, _)| *h).collect();
-    let afters: Vec<Json<&NumberState>> = states.iter().map(|(_, s)| Json(s)).collect();
-    let added = tx
+    states: &[(Uuid, String, NumberState)],
+) -> Result<u64> {
+    let holders: Vec<Uuid> = states.iter().map(|(h, _, _)| *h).collect();
+    let paths: Vec<&str> = states.iter().map(|(_, p, _)| p.as_str()).collect();
+    let afters: Vec<Json<&NumberState>> = states.iter().map(|(_, _, s)| Json(s)).collect();
+    Ok(tx
         .execute(
-            "WITH added AS (
-                 INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status, series_id,
-                     number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels)
-                 SELECT gen_random_uuid(), $1, s.e164, coalesce(s.holder_id, $1), coalesce(a.path, $2), 'available',
-                        (SELECT series FROM series_of($1, s.e164) AS series),
-                        s.number_type, s.source, s.carrier, s.sip_trunk, s.billing_reference, s.service_info,
-                        -- Tags come joined by the unit separator (csv::TAG_JOIN).
-                        coalesce(string_to_array(s.tags, chr(31)), '{}'), s.labels
-                 FROM import_rows s LEFT JOIN accounts a ON a.id = s.holder_id
-                 RETURNING id, e164, holder_id, holder_path)
-             INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id, request_id,
+            "INSERT INTO number_events (provider_id, number_id, e164, actor, actor_account_id, request_id,
                  operation, holder_path, before, after)
-             SELECT $1, n.id, n.e164, $3, $4, $5, $6, n.holder_path, NULL, st.after
-             FROM added n JOIN unnest($7::uuid[], $8::jsonb[]) AS st(holder_id, after) USING (holder_id)",
+             SELECT $1, s.id, s.e164, $2, $3, $4, $5, st.path, NULL, st.after
+             FROM import_rows s
+             JOIN unnest($6::uuid[], $7::text[], $8::jsonb[]) AS st(holder_id, path, after)
+               ON st.holder_id = coalesce(s.holder_id, $1)
+             WHERE NOT EXISTS (SELECT 1 FROM import_rejects r WHERE r.line = s.line)",
             &[
                 &owner,
-                &owner_path,
                 &actor.subject,
                 &actor.account_id,
                 &actor.request_id,
                 &Operation::Add.as_str(),
                 &holders,
+                &paths,
                 &afters,
             ],
         )
-        .await?;
-    Ok(added as i64)
+        .await?)
 }

@@ -423,3 +423,38 @@ async fn rows_that_would_break_an_accounts_quota_are_rejected_together() {
     let result = import_csv(&mut c, &provider, pb::ImportMode::BestEffort, &fits).await;
     assert_eq!(result.rows_imported, 2);
 }
+
+#[tokio::test]
+async fn imported_numbers_are_filed_in_the_longest_series_and_each_has_its_event() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let team = app.child(&provider, "Team").await;
+    let us = app.series(&provider, "+1").await;
+    let denver = app.series(&provider, "+1303").await;
+    let mut c = app.admin(&provider).await;
+    let csv = format!(
+        "e164,holder_id\n+13035550100,\n+16175550100,{team}\n+442079460018,\n",
+        team = team.id
+    );
+    let result = import_csv(&mut c, &provider, pb::ImportMode::BestEffort, &csv).await;
+    assert_eq!((result.rows_imported, result.rows_rejected), (3, 0));
+    for (e164, series, holder) in [
+        ("+13035550100", denver.id.as_str(), &provider),
+        ("+16175550100", us.id.as_str(), &team),
+        ("+442079460018", "", &provider),
+    ] {
+        let n = ok(c.number_pool.get_number(get_e164(e164)).await);
+        assert_eq!(
+            (n.series_id.as_str(), &n.holder_id),
+            (series, &holder.id),
+            "{e164}"
+        );
+        let history = ok(c
+            .allocation
+            .list_number_events(crate::requests::events(e164))
+            .await)
+        .events;
+        assert_eq!(history.len(), 1, "{e164}: one event, the import's");
+        assert_eq!(history[0].after.as_ref().unwrap().holder_id, holder.id);
+    }
+}
