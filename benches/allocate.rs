@@ -430,7 +430,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
 fn main() -> Result<(), BoxError> {
     let cfg = Config::from_env();
     if (cfg.warmup + cfg.allocations) * cfg.quantity as u64 > cfg.pool {
-        return Err("BENCH_POOL must hold the numbers of BENCH_WARMUP and BENCH_ALLOCATIONS".into());
+        return Err(
+            "BENCH_POOL must hold the numbers of BENCH_WARMUP and BENCH_ALLOCATIONS".into(),
+        );
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

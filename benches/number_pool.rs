@@ -173,6 +173,10 @@ async fn main() -> Result<(), BoxError> {
             format!("+1{}", 2_000_000_000 + g)[..9].to_string()
         })
         .collect();
+    // BENCH_LIST_CALLS pages of each side (200), cycling over the prefixes.
+    let calls = env_u64("BENCH_LIST_CALLS", 200) as usize;
+    let prefixes: Vec<String> = prefixes.iter().cycle().take(calls).cloned().collect();
+    println!("listing {calls} pages");
     let mut rpc = Vec::new();
     for p in &prefixes {
         let t = Instant::now();

@@ -40,6 +40,19 @@ const DISTRIBUTED: &[(&str, &str)] = &[
 /// the blocking items of deploy/citus.md ("What needs a change"). A statement is excepted when
 /// it contains the pattern. Keep this the one list: deploy/citus.md refers to it.
 const EXCEPTIONS: &[(&str, &str)] = &[
+    // Allocations run together (src/store/together.rs): one group may hold calls of several
+    // accounts, so its request ids are claimed and recorded set-based across them.
+    (
+        "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(account_id, actor, method, request_id, i) JOIN idempotency d",
+        "a group's request ids read in one statement: each row is keyed by its account_id, a \
+         multi-shard probe by the full key at most one row per call. On Citus, groups are formed \
+         per provider (the queue keyed by the calls' provider) and the read is then routed",
+    ),
+    (
+        "INSERT INTO idempotency (account_id, actor, method, request_id, authority, fingerprint, response) SELECT * FROM unnest(",
+        "a group's answers recorded in one statement: rows carry their account_id (the shard \
+         key); Citus splits an INSERT ... SELECT from unnest by shard",
+    ),
     // Background work across every provider (src/sweeper.rs, Db::prune_answers).
     (
         "FROM numbers WHERE status = 'reserved' AND reservation_expire_time <= $1",

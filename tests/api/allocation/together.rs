@@ -220,10 +220,14 @@ async fn in_a_group_each_call_is_refused_or_served_as_it_would_be_alone() {
     let answers = queued_behind(holder, calls).await;
     first.await.unwrap().expect("the first call");
 
-    let mut served = Vec::new();
+    let (mut served, mut into_a1) = (Vec::new(), Vec::new());
     for (i, a) in answers.into_iter().enumerate() {
         match i % 6 {
-            0 => served.push(a.expect("served").numbers[0].e164.clone()),
+            0 => {
+                let e164 = a.expect("served").numbers[0].e164.clone();
+                into_a1.push(e164.clone());
+                served.push(e164);
+            }
             1 => {
                 assert_violates(a, "ACCOUNT_NOT_ACTIVE");
             }
@@ -259,9 +263,10 @@ async fn in_a_group_each_call_is_refused_or_served_as_it_would_be_alone() {
     );
     assert_eq!(held(&t.a1).await, 4);
     assert_eq!(held(&t.a).await, 1 + 4);
-    // The refusals did not split the group: the served calls were written together.
-    let e164s: Vec<String> = distinct.into_iter().cloned().collect();
-    let transactions: BTreeSet<String> = writers(&app, &e164s).await.into_values().collect();
+    // The refusals did not split the group: the calls into A1 were written together. (Of two
+    // calls with one request id, the one sent back to run alone may win the request id and
+    // allocate in its own transaction; the other is then answered its answer.)
+    let transactions: BTreeSet<String> = writers(&app, &into_a1).await.into_values().collect();
     assert_eq!(transactions.len(), 1);
 }
 
