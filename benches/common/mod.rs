@@ -144,8 +144,25 @@ pub async fn seed_numbers(
 /// The cluster and the release server binary on it, with authentication off (loopback).
 pub struct Bench {
     pub cluster: Cluster,
-    pub server: Child,
+    pub server: Server,
     pub endpoint: String,
+}
+
+/// The server's process, killed when dropped: a bench that fails half-way leaves no server
+/// behind.
+pub struct Server(Child);
+
+impl Server {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Starts a cluster with `settings` and the server binary on it; waits until it has migrated.
@@ -163,22 +180,17 @@ pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Bench, BoxEr
         .env("DATABASE_URL", &url)
         .env("NUMBERING_LOG", "warn")
         .env("NUMBERING_DB_MAX_CONNECTIONS", "40")
-        .spawn()?;
+        .spawn()
+        .map(Server)?;
     let bench = Bench {
         cluster,
         server,
         endpoint: format!("http://127.0.0.1:{port}"),
     };
-    // Wait for the schema (the server migrates at start).
-    for _ in 0..300 {
-        let ready = bench
-            .cluster
-            .sql
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)", &[])
-            .await
-            .map(|r| r.is_some())
-            .unwrap_or(false);
-        if ready && bench.clients().await.is_ok() {
+    // Wait until it is SERVING: migrated, and its database found ready (calls before that are
+    // answered UNAVAILABLE).
+    for _ in 0..600 {
+        if bench.serving().await {
             return Ok(bench);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -187,6 +199,21 @@ pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Bench, BoxEr
 }
 
 impl Bench {
+    /// Whether the server's health service answers SERVING.
+    async fn serving(&self) -> bool {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(self.endpoint.clone()) else {
+            return false;
+        };
+        let Ok(channel) = endpoint.connect().await else {
+            return false;
+        };
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+    }
+
     pub async fn clients(&self) -> Result<Clients, BoxError> {
         Ok(numbering_client::connect(self.endpoint.clone(), None).await?)
     }
@@ -206,9 +233,8 @@ impl Bench {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    pub fn stop(mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+    pub fn stop(self) {
+        drop(self.server);
         self.cluster.stop();
     }
 }
