@@ -18,7 +18,7 @@
 //! pgbench runs before and after each allocation run and the service is compared with the mean
 //! of both, so that others' work on a shared machine weighs on both sides. Sizes:
 //! BENCH_POOL, BENCH_CALLERS, BENCH_ALLOCATIONS (quantity-1 calls, 50,000), BENCH_BATCHES
-//! (quantity-100 calls, 1,000), BENCH_FLOOR_POOL (numbers pgbench may move, 1,000,000),
+//! (quantity-100 calls, 1,000), BENCH_FLOOR_POOL (numbers pgbench may move, 1,500,000),
 //! BENCH_PGBENCH_SECONDS (10), BENCH_IMPORT_ROWS, BENCH_LIST_CALLS (500). `--quick` (or
 //! BENCH_QUICK=1) makes them small: well under a minute.
 
@@ -58,7 +58,7 @@ impl Config {
             callers: env_u64("BENCH_CALLERS", sized(32, 8)).max(1),
             allocations: env_u64("BENCH_ALLOCATIONS", sized(50_000, 1_000)).max(1),
             batches: env_u64("BENCH_BATCHES", sized(1_000, 40)).max(1),
-            floor_pool: env_u64("BENCH_FLOOR_POOL", sized(1_000_000, 100_000)),
+            floor_pool: env_u64("BENCH_FLOOR_POOL", sized(1_500_000, 250_000)),
             pgbench_seconds: env_u64("BENCH_PGBENCH_SECONDS", sized(10, 2)).max(1),
             import_rows: env_u64("BENCH_IMPORT_ROWS", sized(1_000_000, 20_000)).max(1),
             list_calls: env_u64("BENCH_LIST_CALLS", sized(500, 100)).max(1),
@@ -167,6 +167,7 @@ async fn floor_run(
     script: &Path,
     cfg: &Config,
     quantity: u64,
+    seconds: u64,
     base: &mut u64,
 ) -> Result<(f64, f64), BoxError> {
     let sql = &b.cluster.sql;
@@ -176,7 +177,7 @@ async fn floor_run(
             b.cluster.pg.url("bench"),
             script.to_path_buf(),
             cfg.callers,
-            cfg.pgbench_seconds,
+            seconds,
         );
         let variables = vec![
             ("base", base.to_string()),
@@ -267,7 +268,9 @@ async fn allocation_row(
 ) -> Result<(f64, f64, Latencies, f64), BoxError> {
     let script = b.cluster.dir.join(format!("floor-{quantity}.sql"));
     std::fs::write(&script, floor_script(floor, quantity)?)?;
-    let (first, _) = floor_run(b, &script, cfg, quantity, base).await?;
+    // A second of pgbench first, not counted: its connections, plans and the pool's pages.
+    floor_run(b, &script, cfg, quantity, 1, base).await?;
+    let (first, _) = floor_run(b, &script, cfg, quantity, cfg.pgbench_seconds, base).await?;
     let (rate, mut latencies) = allocate(b, service, cfg.callers, calls, quantity).await?;
     println!(
         "  the service, quantity {quantity}, {} callers: {:.0} calls/s ({:.0} numbers/s), p50 {:.2} ms, p99 {:.2} ms",
@@ -277,7 +280,7 @@ async fn allocation_row(
         latencies.ms(0.5),
         latencies.ms(0.99)
     );
-    let (second, _) = floor_run(b, &script, cfg, quantity, base).await?;
+    let (second, _) = floor_run(b, &script, cfg, quantity, cfg.pgbench_seconds, base).await?;
     Ok((
         rate * quantity as f64,
         (first + second) / 2.0,
