@@ -29,7 +29,7 @@ use numbering_client::Clients;
 use numbering_client::v1 as pb;
 use uuid::Uuid;
 
-use common::{Bench, BoxError, Latencies, thousands, copy_in, env_u64, machine, sized};
+use common::{Bench, BoxError, Latencies, copy_in, env_u64, machine, sized, thousands};
 
 /// Each provider's block of E.164 numbers: +1 (2,000,000,000 + p × BLOCK + i).
 const BLOCK: u64 = 1_000_000;
@@ -114,7 +114,12 @@ async fn seed_accounts(sql: &tokio_postgres::Client, cfg: &Config) -> Result<(),
         "CREATE UNLOGGED TABLE scale_accounts (p int, j int, id uuid NOT NULL, path text NOT NULL, PRIMARY KEY (p, j))",
     )
     .await?;
-    copy_in(sql, "COPY scale_accounts (p, j, id, path) FROM STDIN", places).await?;
+    copy_in(
+        sql,
+        "COPY scale_accounts (p, j, id, path) FROM STDIN",
+        places,
+    )
+    .await?;
     Ok(())
 }
 
@@ -194,10 +199,7 @@ impl Sample {
 }
 
 /// Where the calls go: the provider `p`'s id, its first child's, and the provider's prefix.
-async fn place(
-    sql: &tokio_postgres::Client,
-    p: u64,
-) -> Result<(String, String, String), BoxError> {
+async fn place(sql: &tokio_postgres::Client, p: u64) -> Result<(String, String, String), BoxError> {
     let row = sql
         .query_one(
             "SELECT o.id, c.id FROM scale_accounts o JOIN scale_accounts c ON c.p = o.p AND c.j = 1
@@ -303,10 +305,11 @@ async fn measure(b: &Bench, c: &mut Clients, cfg: &Config) -> Result<Sample, Box
         timed(
             &mut s.state_at,
             record,
-            c.allocation.get_number_state_at(pb::GetNumberStateAtRequest {
-                number,
-                time: Some(prost_types::Timestamp::from(SystemTime::now())),
-            }),
+            c.allocation
+                .get_number_state_at(pb::GetNumberStateAtRequest {
+                    number,
+                    time: Some(prost_types::Timestamp::from(SystemTime::now())),
+                }),
         )
         .await?;
     }
@@ -324,7 +327,10 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let b = common::start(
         "scale",
         &[
-            ("shared_buffers", if common::quick() { "256MB" } else { "2GB" }),
+            (
+                "shared_buffers",
+                if common::quick() { "256MB" } else { "2GB" },
+            ),
             ("max_wal_size", "16GB"),
             ("max_connections", "200"),
         ],
@@ -364,7 +370,11 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
             started.elapsed().as_secs_f64()
         );
         for (name, l) in sample.methods() {
-            println!("  {name}: p50 {:.2} ms, p99 {:.2} ms", l.ms(0.5), l.ms(0.99));
+            println!(
+                "  {name}: p50 {:.2} ms, p99 {:.2} ms",
+                l.ms(0.5),
+                l.ms(0.99)
+            );
         }
         peak = peak.max(memory(&b, "after the calls"));
         samples.push(sample);
@@ -388,11 +398,12 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         }
     );
     println!();
-    println!("| call, one caller | at {small} numbers | at {large} numbers | ratio of p99 | target | met |");
+    println!(
+        "| call, one caller | at {small} numbers | at {large} numbers | ratio of p99 | target | met |"
+    );
     println!("| --- | --- | --- | --- | --- | --- |");
-    let [mut at_small, mut at_large]: [Sample; 2] = samples
-        .try_into()
-        .map_err(|_| "two sizes were measured")?;
+    let [mut at_small, mut at_large]: [Sample; 2] =
+        samples.try_into().map_err(|_| "two sizes were measured")?;
     for ((name, s), (_, l)) in at_small.methods().into_iter().zip(at_large.methods()) {
         let ratio = l.ms(0.99) / s.ms(0.99);
         println!(

@@ -455,7 +455,10 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let b = common::start(
         "table",
         &[
-            ("shared_buffers", if common::quick() { "256MB" } else { "1GB" }),
+            (
+                "shared_buffers",
+                if common::quick() { "256MB" } else { "1GB" },
+            ),
             ("max_wal_size", "8GB"),
             ("max_connections", "200"),
         ],
@@ -473,7 +476,13 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
     let floor = accounts(&mut c, "Floor").await?;
     let started = Instant::now();
     seed_floor(&b.cluster.sql, &floor, cfg.floor_pool).await?;
-    seed_numbers(&b.cluster.sql, &service.provider, 1, i64::try_from(cfg.pool)?).await?;
+    seed_numbers(
+        &b.cluster.sql,
+        &service.provider,
+        1,
+        i64::try_from(cfg.pool)?,
+    )
+    .await?;
     println!(
         "seeded {} numbers for the service and {} for pgbench in {:.1} s",
         cfg.pool,
@@ -553,7 +562,9 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
         }
     );
     println!();
-    println!("| workload | the service | the database's own figure, same cluster, same run | ratio | target | met |");
+    println!(
+        "| workload | the service | the database's own figure, same cluster, same run | ratio | target | met |"
+    );
     println!("| --- | --- | --- | --- | --- | --- |");
     for r in &rows {
         println!(
