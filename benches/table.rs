@@ -179,17 +179,13 @@ async fn floor_run(
             cfg.callers,
             seconds,
         );
-        let variables = vec![
+        let variables = [
             ("base", base.to_string()),
             ("k", "0".to_string()),
             ("clients", clients.to_string()),
         ];
-        tokio::task::spawn_blocking(move || {
-            let variables: Vec<(&str, String)> =
-                variables.iter().map(|(k, v)| (*k, v.clone())).collect();
-            pgbench(&url, &script, clients, seconds, &variables)
-        })
-        .await??
+        tokio::task::spawn_blocking(move || pgbench(&url, &script, clients, seconds, &variables))
+            .await??
     };
     let (after, highest) = floor_events(sql).await?;
     let moved = u64::try_from(after - before)?;

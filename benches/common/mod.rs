@@ -348,7 +348,7 @@ pub fn pgbench(
         stdout
             .lines()
             .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|v| v.trim().split_whitespace().next())
+            .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.split('/').next())
             .and_then(|v| v.parse::<f64>().ok())
     };
@@ -442,7 +442,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(d);
