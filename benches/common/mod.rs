@@ -144,8 +144,25 @@ pub async fn seed_numbers(
 /// The cluster and the release server binary on it, with authentication off (loopback).
 pub struct Bench {
     pub cluster: Cluster,
-    pub server: Child,
+    pub server: Server,
     pub endpoint: String,
+}
+
+/// The server's process, killed when dropped: a bench that fails half-way leaves no server
+/// behind.
+pub struct Server(Child);
+
+impl Server {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Starts a cluster with `settings` and the server binary on it; waits until it has migrated.
@@ -163,24 +180,17 @@ pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Bench, BoxEr
         .env("DATABASE_URL", &url)
         .env("NUMBERING_LOG", "warn")
         .env("NUMBERING_DB_MAX_CONNECTIONS", "40")
-        .spawn()?;
+        .spawn()
+        .map(Server)?;
     let bench = Bench {
         cluster,
         server,
         endpoint: format!("http://127.0.0.1:{port}"),
     };
-    // Wait for the schema (the server migrates at start).
-    for _ in 0..300 {
-        let ready = bench
-            .cluster
-            .sql
-            .query_opt("SELECT 1 FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)", &[])
-            .await
-            .map(|r| r.is_some())
-            .unwrap_or(false);
-        // Migrated is not yet serving: the server opens its readiness gate just after, so a
-        // call is what says it answers.
-        if ready && bench.answers().await {
+    // Wait until it is SERVING: migrated, and its database found ready (calls before that are
+    // answered UNAVAILABLE).
+    for _ in 0..600 {
+        if bench.serving().await {
             return Ok(bench);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -189,23 +199,23 @@ pub async fn start(name: &str, settings: &[(&str, &str)]) -> Result<Bench, BoxEr
 }
 
 impl Bench {
-    pub async fn clients(&self) -> Result<Clients, BoxError> {
-        Ok(numbering_client::connect(self.endpoint.clone(), None).await?)
-    }
-
-    /// Whether the server answers calls (anything but UNAVAILABLE).
-    async fn answers(&self) -> bool {
-        let Ok(mut c) = self.clients().await else {
+    /// Whether the server's health service answers SERVING.
+    async fn serving(&self) -> bool {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(self.endpoint.clone()) else {
             return false;
         };
-        let probe = c
-            .number_pool
-            .get_inventory(pb::GetInventoryRequest {
-                account_id: Uuid::nil().to_string(),
-                include_subtree: false,
-            })
-            .await;
-        !matches!(probe, Err(s) if s.code() == tonic::Code::Unavailable)
+        let Ok(channel) = endpoint.connect().await else {
+            return false;
+        };
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+    }
+
+    pub async fn clients(&self) -> Result<Clients, BoxError> {
+        Ok(numbering_client::connect(self.endpoint.clone(), None).await?)
     }
 
     /// The server's resident memory now and at its peak, in MiB.
@@ -223,9 +233,8 @@ impl Bench {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    pub fn stop(mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+    pub fn stop(self) {
+        drop(self.server);
         self.cluster.stop();
     }
 }
@@ -244,4 +253,199 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
         return T::default();
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Whether the bench was asked for a short run (`-- --quick` or BENCH_QUICK=1).
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--quick") || env_u64("BENCH_QUICK", 0) == 1
+}
+
+/// The full-size value, or the small one in a quick run.
+pub fn sized(full: u64, small: u64) -> u64 {
+    if quick() { small } else { full }
+}
+
+/// Where the figures were taken: the date, the cores and CPU model, the cluster's PostgreSQL.
+pub async fn machine(sql: &tokio_postgres::Client) -> Result<String, BoxError> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let version: String = sql
+        .query_one("SELECT current_setting('server_version')", &[])
+        .await?
+        .get(0);
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    Ok(format!(
+        "{date}; {cores} cores, {model}; PostgreSQL {version}"
+    ))
+}
+
+/// Latencies of calls, in microseconds.
+#[derive(Default)]
+pub struct Latencies(Vec<u32>);
+
+impl Latencies {
+    pub fn record(&mut self, elapsed: Duration) {
+        self.0
+            .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+    }
+
+    pub fn extend(&mut self, other: Latencies) {
+        self.0.extend(other.0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `p` quantile in milliseconds.
+    pub fn ms(&mut self, p: f64) -> f64 {
+        self.0.sort_unstable();
+        f64::from(percentile(&self.0, p)) / 1000.0
+    }
+}
+
+/// What one pgbench run did.
+pub struct PgbenchRun {
+    pub tps: f64,
+    pub transactions: u64,
+    pub latency_ms: f64,
+}
+
+/// Runs pgbench with `script` (prepared statements, two threads, no vacuum), `clients` clients
+/// for `seconds`, each `-D` variable defined.
+pub fn pgbench(
+    url: &str,
+    script: &std::path::Path,
+    clients: u64,
+    seconds: u64,
+    variables: &[(&str, String)],
+) -> Result<PgbenchRun, BoxError> {
+    let mut command = Command::new(pg_program("pgbench"));
+    command
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg("-c")
+        .arg(clients.to_string())
+        .arg("-T")
+        .arg(seconds.to_string())
+        .arg("-f")
+        .arg(script);
+    for (name, value) in variables {
+        command.arg("-D").arg(format!("{name}={value}"));
+    }
+    let out = command.arg(url).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.split('/').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    match (
+        field("tps ="),
+        field("number of transactions actually processed:"),
+        field("latency average ="),
+    ) {
+        (Some(tps), Some(transactions), Some(latency_ms)) if out.status.success() => {
+            Ok(PgbenchRun {
+                tps,
+                transactions: transactions as u64,
+                latency_ms,
+            })
+        }
+        _ => Err(format!(
+            "pgbench failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into()),
+    }
+}
+
+/// Runs `\copy table (columns) FROM file` with psql, as an operator would; answers its time.
+pub fn psql_copy(url: &str, target: &str, file: &std::path::Path) -> Result<Duration, BoxError> {
+    let started = std::time::Instant::now();
+    let out = Command::new(pg_program("psql"))
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c"])
+        .arg(format!("\\copy {target} FROM '{}'", file.display()))
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("\\copy {target}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(started.elapsed())
+}
+
+/// Sends `data` (text COPY format) to `COPY ... FROM STDIN`; answers the rows copied.
+pub async fn copy_in(
+    sql: &tokio_postgres::Client,
+    statement: &str,
+    data: String,
+) -> Result<u64, BoxError> {
+    use futures::SinkExt;
+    let sink = sql.copy_in::<_, bytes::Bytes>(statement).await?;
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(data)).await?;
+    Ok(sink.finish().await?)
+}
+
+/// Imports `csv` through ImportNumbers (best effort) into `owner`'s pool; answers the result
+/// and the time from the first message to the result.
+pub async fn import_csv(
+    c: &mut Clients,
+    owner: &pb::Account,
+    csv: &str,
+) -> Result<(pb::ImportResult, Duration), BoxError> {
+    use pb::import_numbers_request::Part;
+    let messages: Vec<pb::ImportNumbersRequest> = std::iter::once(pb::ImportNumbersRequest {
+        part: Some(Part::Options(pb::ImportOptions {
+            owner_id: owner.id.clone(),
+            mode: pb::ImportMode::BestEffort as i32,
+            ..Default::default()
+        })),
+    })
+    .chain(
+        csv.as_bytes()
+            .chunks(1 << 20)
+            .map(|c| pb::ImportNumbersRequest {
+                part: Some(Part::Chunk(c.to_vec())),
+            }),
+    )
+    .collect();
+    let started = std::time::Instant::now();
+    let mut answers = c
+        .number_pool
+        .import_numbers(futures::stream::iter(messages))
+        .await?
+        .into_inner();
+    let mut result = None;
+    while let Some(a) = answers.message().await? {
+        if let Some(pb::import_numbers_response::Part::Result(r)) = a.part {
+            result = Some(r);
+        }
+    }
+    let elapsed = started.elapsed();
+    Ok((result.ok_or("the import answered no result")?, elapsed))
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }

@@ -1,0 +1,431 @@
+//! Flat at scale (issue 12, item 4), `cargo bench --bench scale [-- --quick]`: BENCH_SCALE_ACCOUNTS
+//! (100,000) accounts in trees of depth BENCH_SCALE_DEPTH (10) under BENCH_SCALE_PROVIDERS
+//! (1,000) providers; the p50 and p99 of GetInventory, ListNumbers, SearchAvailableNumbers,
+//! AllocateNumbers and GetNumberStateAt with BENCH_SCALE_SMALL (100,000) numbers, then the same
+//! calls after the same bench has grown the data to BENCH_SCALE_NUMBERS (10,000,000); the ratio
+//! of each (target: within 1.5x) and the server's resident memory throughout (target < 64 MiB).
+//!
+//! Seeding goes around the API (minutes, not hours): the accounts by COPY, the numbers by
+//! INSERT ... SELECT with the columns an import writes (holder_path, the series, an `add` event
+//! per number whose state is made by the service's own type), so the inventory triggers keep
+//! the counters as the service would. Provider p owns the block +1 2pppnnnnnn: half of its
+//! numbers held by itself, the others spread over its sub-accounts, so a provider's page by
+//! prefix, its search and its subtree inventory are the same calls at both sizes over 100 times
+//! the data. The calls go one at a time from one caller (BENCH_SCALE_CALLS per method and size,
+//! 1,000), the five methods interleaved, on targets that exist at both sizes.
+//!
+//! `--quick` (or BENCH_QUICK=1) makes it 20 providers, 2,000 accounts and 10,000 then 200,000
+//! numbers: about a minute. The full size needs a quiet machine and about 10 GB of disk.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::fmt::Write as _;
+use std::time::{Instant, SystemTime};
+
+use numbering::domain::account::child_path;
+use numbering::domain::number::{NumberState, Operation};
+use numbering_client::Clients;
+use numbering_client::v1 as pb;
+use uuid::Uuid;
+
+use common::{Bench, BoxError, Latencies, copy_in, env_u64, machine, sized, thousands};
+
+/// Each provider's block of E.164 numbers: +1 (2,000,000,000 + p × BLOCK + i).
+const BLOCK: u64 = 1_000_000;
+
+struct Config {
+    providers: u64,
+    /// Accounts per provider, the provider included.
+    per_provider: u64,
+    depth: u64,
+    small: u64,
+    large: u64,
+    calls: u64,
+}
+
+impl Config {
+    fn from_env() -> Result<Self, BoxError> {
+        let providers = env_u64("BENCH_SCALE_PROVIDERS", sized(1_000, 20)).max(1);
+        let accounts = env_u64("BENCH_SCALE_ACCOUNTS", sized(100_000, 2_000));
+        let cfg = Self {
+            providers,
+            per_provider: (accounts / providers).max(2),
+            depth: env_u64("BENCH_SCALE_DEPTH", 10).max(1),
+            small: env_u64("BENCH_SCALE_SMALL", sized(100_000, 10_000)),
+            large: env_u64("BENCH_SCALE_NUMBERS", sized(10_000_000, 200_000)),
+            calls: env_u64("BENCH_SCALE_CALLS", sized(1_000, 200)).max(1),
+        };
+        if cfg.providers > 1_000 || cfg.large / cfg.providers > BLOCK {
+            return Err(format!(
+                "at most 1,000 providers of at most {BLOCK} numbers each (the E.164 blocks)"
+            )
+            .into());
+        }
+        if cfg.small / cfg.providers < 40 || cfg.large < cfg.small {
+            return Err("BENCH_SCALE_SMALL must give each provider 40 numbers or more, and BENCH_SCALE_NUMBERS must not be smaller".into());
+        }
+        Ok(cfg)
+    }
+
+    /// Numbers per provider at `total` numbers.
+    fn per(&self, total: u64) -> u64 {
+        total / self.providers
+    }
+}
+
+/// The accounts by COPY: each provider with its sub-accounts in chains `depth` deep (sub-account
+/// j at depth 1 + (j-1) mod depth, under j-1 or the provider). `scale_accounts` keeps each one's
+/// place (p, j) for the numbers' seeding and the calls.
+async fn seed_accounts(sql: &tokio_postgres::Client, cfg: &Config) -> Result<(), BoxError> {
+    let (mut accounts, mut places) = (String::new(), String::new());
+    for p in 0..cfg.providers {
+        let provider = Uuid::new_v4();
+        let mut parent = (provider, child_path("", provider));
+        writeln!(
+            accounts,
+            "{provider}\t{provider}\t\\N\t{}\t0\tProvider {p}",
+            parent.1
+        )?;
+        writeln!(places, "{p}\t0\t{provider}\t{}", parent.1)?;
+        for j in 1..cfg.per_provider {
+            let depth = (j - 1) % cfg.depth + 1;
+            if depth == 1 {
+                parent = (provider, child_path("", provider));
+            }
+            let id = Uuid::new_v4();
+            let path = child_path(&parent.1, id);
+            writeln!(
+                accounts,
+                "{id}\t{provider}\t{}\t{path}\t{depth}\tAccount {p}.{j}",
+                parent.0
+            )?;
+            writeln!(places, "{p}\t{j}\t{id}\t{path}")?;
+            parent = (id, path);
+        }
+    }
+    copy_in(
+        sql,
+        "COPY accounts (id, provider_id, parent_id, path, depth, display_name) FROM STDIN",
+        accounts,
+    )
+    .await?;
+    sql.batch_execute(
+        "CREATE UNLOGGED TABLE scale_accounts (p int, j int, id uuid NOT NULL, path text NOT NULL, PRIMARY KEY (p, j))",
+    )
+    .await?;
+    copy_in(
+        sql,
+        "COPY scale_accounts (p, j, id, path) FROM STDIN",
+        places,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Grows every provider's pool from `from` to `to` numbers, as an import would write them:
+/// AVAILABLE in their holder (even ones in the provider, odd ones spread over its
+/// sub-accounts), filed in their series, each with its `add` event.
+async fn grow(
+    sql: &tokio_postgres::Client,
+    cfg: &Config,
+    from: u64,
+    to: u64,
+) -> Result<(), BoxError> {
+    let added = serde_json::to_value(NumberState::available(Uuid::nil()))?;
+    let statement = sql
+        .prepare(
+            "WITH added AS (
+                 INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status, series_id, carrier)
+                 SELECT gen_random_uuid(), g.provider, g.e164, h.id, h.path, 'available',
+                        (SELECT s FROM series_of(g.provider, g.e164) AS s), 'Acme'
+                 FROM (SELECT o.id AS provider, o.p, i, '+1' || (2000000000 + o.p::bigint * $6 + i)::text AS e164
+                       FROM scale_accounts o CROSS JOIN generate_series($1::bigint, $2::bigint - 1) i
+                       WHERE o.j = 0 AND o.p >= $3 AND o.p < $4) g
+                 JOIN scale_accounts h ON h.p = g.p
+                     AND h.j = CASE WHEN g.i % 2 = 0 THEN 0 ELSE 1 + (g.i / 2) % ($5::bigint - 1) END
+                 RETURNING id, provider_id, e164, holder_id, holder_path)
+             INSERT INTO number_events (provider_id, number_id, e164, actor, request_id, operation, holder_path, before, after)
+             SELECT provider_id, id, e164, 'bench', '', $7, holder_path, NULL,
+                    $8::jsonb || jsonb_build_object('holder_id', holder_id)
+             FROM added",
+        )
+        .await?;
+    // About a million rows per statement.
+    let step = (1_000_000 / (to - from).max(1)).max(1);
+    let mut p = 0;
+    while p < cfg.providers {
+        let until = (p + step).min(cfg.providers);
+        sql.execute(
+            &statement,
+            &[
+                &i64::try_from(from)?,
+                &i64::try_from(to)?,
+                &i32::try_from(p)?,
+                &i32::try_from(until)?,
+                &i64::try_from(cfg.per_provider)?,
+                &i64::try_from(BLOCK)?,
+                &Operation::Add.as_str(),
+                &added,
+            ],
+        )
+        .await?;
+        p = until;
+    }
+    sql.batch_execute("VACUUM ANALYZE").await?;
+    Ok(())
+}
+
+/// The five calls' latencies at one size.
+#[derive(Default)]
+struct Sample {
+    inventory: Latencies,
+    list: Latencies,
+    search: Latencies,
+    allocate: Latencies,
+    state_at: Latencies,
+}
+
+impl Sample {
+    fn methods(&mut self) -> [(&'static str, &mut Latencies); 5] {
+        [
+            ("GetInventory (provider's subtree)", &mut self.inventory),
+            ("ListNumbers (page by prefix)", &mut self.list),
+            ("SearchAvailableNumbers", &mut self.search),
+            ("AllocateNumbers (quantity 1)", &mut self.allocate),
+            ("GetNumberStateAt", &mut self.state_at),
+        ]
+    }
+}
+
+/// Where the calls go: the provider `p`'s id, its first child's, and the provider's prefix.
+async fn place(sql: &tokio_postgres::Client, p: u64) -> Result<(String, String, String), BoxError> {
+    let row = sql
+        .query_one(
+            "SELECT o.id, c.id FROM scale_accounts o JOIN scale_accounts c ON c.p = o.p AND c.j = 1
+             WHERE o.p = $1 AND o.j = 0",
+            &[&i32::try_from(p)?],
+        )
+        .await?;
+    let (provider, child): (Uuid, Uuid) = (row.get(0), row.get(1));
+    Ok((
+        provider.to_string(),
+        child.to_string(),
+        format!("+1{}", 2_000 + p),
+    ))
+}
+
+async fn timed<T, F: std::future::Future<Output = Result<T, tonic::Status>>>(
+    into: &mut Latencies,
+    record: bool,
+    call: F,
+) -> Result<T, BoxError> {
+    let t = Instant::now();
+    let answer = call.await?;
+    if record {
+        into.record(t.elapsed());
+    }
+    Ok(answer)
+}
+
+/// The calls at the present size, one at a time, on numbers and accounts that exist at both
+/// sizes. The first rounds warm caches and are not counted.
+async fn measure(b: &Bench, c: &mut Clients, cfg: &Config) -> Result<Sample, BoxError> {
+    const WARM_UP: u64 = 20;
+    let per = cfg.per(cfg.small);
+    let mut s = Sample::default();
+    for r in 0..cfg.calls + WARM_UP {
+        let record = r >= WARM_UP;
+        let p = (r * 7_919) % cfg.providers;
+        let (provider, child, prefix) = place(&b.cluster.sql, p).await?;
+        timed(
+            &mut s.inventory,
+            record,
+            c.number_pool.get_inventory(pb::GetInventoryRequest {
+                account_id: provider.clone(),
+                include_subtree: true,
+            }),
+        )
+        .await?;
+        let page = timed(
+            &mut s.list,
+            record,
+            c.number_pool.list_numbers(pb::ListNumbersRequest {
+                filter: Some(pb::NumberFilter {
+                    owner_id: provider.clone(),
+                    prefix: prefix.clone(),
+                    ..Default::default()
+                }),
+                page_size: per.min(100) as i32,
+                page_token: String::new(),
+            }),
+        )
+        .await?
+        .into_inner();
+        let found = timed(
+            &mut s.search,
+            record,
+            c.number_pool
+                .search_available_numbers(pb::SearchAvailableNumbersRequest {
+                    holder_id: provider.clone(),
+                    pattern: prefix.clone(),
+                    page_size: 10,
+                    ..Default::default()
+                }),
+        )
+        .await?
+        .into_inner();
+        if page.numbers.len() as u64 != per.min(100) || found.numbers.len() != 10 {
+            return Err(format!(
+                "provider {p}: {} listed, {} found",
+                page.numbers.len(),
+                found.numbers.len()
+            )
+            .into());
+        }
+        timed(
+            &mut s.allocate,
+            record,
+            c.allocation.allocate_numbers(pb::AllocateNumbersRequest {
+                from_account_id: provider.clone(),
+                to_account_id: child,
+                selection: Some(pb::NumberSelection {
+                    selection: Some(pb::number_selection::Selection::Quantity(
+                        pb::QuantitySelection {
+                            count: 1,
+                            ..Default::default()
+                        },
+                    )),
+                }),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        let number = format!("+1{}", 2_000_000_000 + p * BLOCK + (r * 31) % per);
+        timed(
+            &mut s.state_at,
+            record,
+            c.allocation
+                .get_number_state_at(pb::GetNumberStateAtRequest {
+                    number,
+                    time: Some(prost_types::Timestamp::from(SystemTime::now())),
+                }),
+        )
+        .await?;
+    }
+    Ok(s)
+}
+
+/// Prints the server's memory now and at its peak; answers the peak.
+fn memory(b: &Bench, when: &str) -> f64 {
+    let (now, peak) = b.server_memory_mib();
+    println!("  server memory {when}: {now:.1} MiB resident, {peak:.1} MiB peak so far");
+    peak
+}
+
+async fn run(cfg: Config) -> Result<(), BoxError> {
+    let b = common::start(
+        "scale",
+        &[
+            (
+                "shared_buffers",
+                if common::quick() { "256MB" } else { "2GB" },
+            ),
+            ("max_wal_size", "16GB"),
+            ("max_connections", "200"),
+        ],
+    )
+    .await?;
+    let mut c = b.clients().await?;
+    let machine = machine(&b.cluster.sql).await?;
+    println!("{machine}");
+    let started = Instant::now();
+    seed_accounts(&b.cluster.sql, &cfg).await?;
+    println!(
+        "{} accounts under {} providers (depth {}) in {:.1} s",
+        cfg.per_provider * cfg.providers,
+        cfg.providers,
+        cfg.depth,
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut samples = Vec::new();
+    let mut peak = 0.0f64;
+    let mut seeded = 0;
+    for total in [cfg.small, cfg.large] {
+        let started = Instant::now();
+        grow(&b.cluster.sql, &cfg, cfg.per(seeded), cfg.per(total)).await?;
+        seeded = total;
+        println!(
+            "grew to {} numbers in {:.1} s",
+            thousands(cfg.per(total) * cfg.providers),
+            started.elapsed().as_secs_f64()
+        );
+        peak = peak.max(memory(&b, "after seeding"));
+        let started = Instant::now();
+        let mut sample = measure(&b, &mut c, &cfg).await?;
+        println!(
+            "  {} calls of each method in {:.1} s",
+            cfg.calls,
+            started.elapsed().as_secs_f64()
+        );
+        for (name, l) in sample.methods() {
+            println!(
+                "  {name}: p50 {:.2} ms, p99 {:.2} ms",
+                l.ms(0.5),
+                l.ms(0.99)
+            );
+        }
+        peak = peak.max(memory(&b, "after the calls"));
+        samples.push(sample);
+    }
+    b.stop();
+
+    let (small, large) = (
+        thousands(cfg.per(cfg.small) * cfg.providers),
+        thousands(cfg.per(cfg.large) * cfg.providers),
+    );
+    println!();
+    println!(
+        "Measured {machine}; {} accounts in trees of depth {} under {} providers{}.",
+        thousands(cfg.per_provider * cfg.providers),
+        cfg.depth,
+        thousands(cfg.providers),
+        if common::quick() {
+            "; a quick run (small sizes), not the figures of record"
+        } else {
+            ""
+        }
+    );
+    println!();
+    println!(
+        "| call, one caller | at {small} numbers | at {large} numbers | ratio of p99 | target | met |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let [mut at_small, mut at_large]: [Sample; 2] =
+        samples.try_into().map_err(|_| "two sizes were measured")?;
+    for ((name, s), (_, l)) in at_small.methods().into_iter().zip(at_large.methods()) {
+        let ratio = l.ms(0.99) / s.ms(0.99);
+        println!(
+            "| {name} | p50 {:.2} ms, p99 {:.2} ms | p50 {:.2} ms, p99 {:.2} ms | {ratio:.2}x | ≤ 1.5x | {} |",
+            s.ms(0.5),
+            s.ms(0.99),
+            l.ms(0.5),
+            l.ms(0.99),
+            if ratio <= 1.5 { "yes" } else { "no" }
+        );
+    }
+    println!(
+        "| Server RSS peak, throughout | | {peak:.1} MiB | | < 64 MiB | {} |",
+        if peak < 64.0 { "yes" } else { "no" }
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    let cfg = Config::from_env()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cfg))
+}
