@@ -111,6 +111,10 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: String,
+    /// OTLP/HTTP collector that receives the calls' traces (as OTEL_EXPORTER_OTLP_ENDPOINT:
+    /// `http://collector:4318`, `/v1/traces` is added); no export when unset.
+    #[arg(long, env = "NUMBERING_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Key that signs page tokens; set the same on every replica [default: random per process].
     #[arg(long, env = "NUMBERING_PAGE_TOKEN_SECRET", hide_env_values = true)]
     pub page_token_secret: Option<String>,
