@@ -47,6 +47,21 @@ pub struct DatabaseArgs {
     /// `sslrootcert` in DATABASE_URL, which wins); `system` for the machine's store.
     #[arg(long, env = "NUMBERING_DATABASE_CA_FILE")]
     pub database_ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to the database (as `sslcert` in DATABASE_URL, which
+    /// wins), for `hostssl … cert` authentication; with --database-key-file.
+    #[arg(
+        long,
+        env = "NUMBERING_DATABASE_CERT_FILE",
+        requires = "database_key_file"
+    )]
+    pub database_cert_file: Option<PathBuf>,
+    /// PEM private key of the database client certificate (as `sslkey` in DATABASE_URL).
+    #[arg(
+        long,
+        env = "NUMBERING_DATABASE_KEY_FILE",
+        requires = "database_cert_file"
+    )]
+    pub database_key_file: Option<PathBuf>,
     /// Where the private cluster lives [default: $XDG_DATA_HOME/numbering or ~/.local/share/numbering].
     #[arg(long, env = "NUMBERING_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

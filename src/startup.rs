@@ -29,6 +29,10 @@ pub async fn open_database(args: &DatabaseArgs) -> Result<Database, BoxError> {
         if tls.ca_file.is_none() {
             tls.ca_file = args.database_ca_file.clone();
         }
+        if tls.cert_file.is_none() && tls.key_file.is_none() {
+            tls.cert_file = args.database_cert_file.clone();
+            tls.key_file = args.database_key_file.clone();
+        }
         return Ok(Database {
             config,
             tls,
