@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// Seconds between two reads of the JWKS.
     #[arg(long, env = "NUMBERING_JWT_JWKS_REFRESH", value_parser = jwks_refresh_secs, default_value = "300")]
     pub jwt_jwks_refresh: Duration,
+    /// OIDC issuer URL: its `/.well-known/openid-configuration` names the JWKS (`jwks_uri`)
+    /// whose keys verify callers' tokens, read and refreshed as --jwt-jwks-url; tokens' `iss`
+    /// must be this URL.
+    #[arg(long, env = "NUMBERING_OIDC_ISSUER", conflicts_with_all = ["jwt_jwks_file", "jwt_jwks_url", "jwt_issuer"])]
+    pub oidc_issuer: Option<String>,
     /// Required `iss` claim.
     #[arg(long, env = "NUMBERING_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
