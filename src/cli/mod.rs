@@ -12,6 +12,7 @@ mod progress;
 mod series;
 mod token;
 mod transfer;
+mod trunks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,9 +38,12 @@ precondition violation.";
 /// The commands that call a server (and `token`, which mints a development token).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Accounts: create, list (as a tree), get, suspend, resume.
+    /// Accounts: create, list (as a tree), get, update, suspend, resume, delete.
     #[command(after_help = EXIT_CODES)]
     Accounts(Group<accounts::Command>),
+    /// SIP trunks of an account: create, list, delete.
+    #[command(after_help = EXIT_CODES)]
+    Trunks(Group<trunks::Command>),
     /// Series of a provider's numbers: create, list.
     #[command(after_help = EXIT_CODES)]
     Series(Group<series::Command>),
@@ -174,6 +178,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Health(_) => Err(Failure::Input("health runs through cli::run".into())),
         Command::Accounts(g) => {
             accounts::run(g.remote.connect().await?, g.command, g.remote.output).await
+        }
+        Command::Trunks(g) => {
+            trunks::run(g.remote.connect().await?, g.command, g.remote.output).await
         }
         Command::Series(g) => {
             series::run(g.remote.connect().await?, g.command, g.remote.output).await

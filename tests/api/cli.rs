@@ -376,3 +376,87 @@ async fn over_tls_the_command_line_trusts_the_ca_file_it_is_given_and_no_other()
     ));
     assert!(untrusted.contains("UNAVAILABLE"), "{untrusted}");
 }
+
+#[tokio::test]
+async fn an_operator_renames_relabels_sets_a_quota_and_deletes_an_account_from_the_command_line() {
+    let server = serve().await;
+    let op = Operator::new(&server);
+    let provider = op.id(&["accounts", "create", "--name", "Acme"]);
+    let team = op.id(&[
+        "accounts", "create", "--name", "Team", "--parent", &provider, "--label", "cost=1",
+    ]);
+
+    let updated = op.json(&[
+        "accounts",
+        "update",
+        &team,
+        "--name",
+        "Support",
+        "--label",
+        "cost=2",
+        "--label",
+        "site=west",
+        "--max-numbers",
+        "5",
+    ]);
+    assert_eq!(updated["display_name"], "Support", "{updated}");
+    assert_eq!(updated["labels"]["cost"], "2", "{updated}");
+    assert_eq!(updated["labels"]["site"], "west", "{updated}");
+    assert_eq!(updated["max_numbers"], 5, "{updated}");
+    // Only the fields given change: the quota goes, the name stays.
+    let unlimited = op.json(&["accounts", "update", &team, "--no-max-numbers"]);
+    assert_eq!(unlimited["display_name"], "Support", "{unlimited}");
+    assert!(unlimited["max_numbers"].is_null(), "{unlimited}");
+    // Nothing to change is bad input, before any call.
+    exits(op.run(&["accounts", "update", &team]), 2);
+
+    // A provider with a sub-account cannot go: refused, nothing changed.
+    let refused = stderr(&exits(op.run(&["accounts", "delete", &provider]), 4));
+    assert!(refused.contains("FAILED_PRECONDITION"), "{refused}");
+    assert_eq!(
+        op.json(&["accounts", "delete", &team])["deleted"],
+        team.as_str()
+    );
+    exits(op.run(&["accounts", "get", &team]), 3);
+}
+
+#[tokio::test]
+async fn an_operator_creates_lists_and_deletes_sip_trunks_from_the_command_line() {
+    let server = serve().await;
+    let op = Operator::new(&server);
+    let provider = op.id(&["accounts", "create", "--name", "Acme"]);
+    let team = op.id(&[
+        "accounts", "create", "--name", "Team", "--parent", &provider,
+    ]);
+    let edge = op.id(&["trunks", "create", "--account", &provider, "--name", "edge"]);
+    let own = op.id(&["trunks", "create", "--account", &team, "--name", "pbx"]);
+    // The same name twice in one account: refused.
+    exits(
+        op.run(&["trunks", "create", "--account", &team, "--name", "pbx"]),
+        4,
+    );
+
+    let names = |listed: Value| -> Vec<String> {
+        listed
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let listed = op.json(&["trunks", "list", "--account", &team]);
+    assert_eq!(names(listed), ["pbx"], "a list of one is an array too");
+    let inherited = op.json(&["trunks", "list", "--account", &team, "--inherited"]);
+    assert_eq!(names(inherited), ["edge", "pbx"]);
+    let table = stdout(&exits(op.run(&["trunks", "list", "--account", &team]), 0));
+    assert!(table.contains("pbx") && table.contains(&own), "{table}");
+
+    assert_eq!(
+        op.json(&["trunks", "delete", &edge])["deleted"],
+        edge.as_str()
+    );
+    let left = op.json(&["trunks", "list", "--account", &team, "--inherited"]);
+    assert_eq!(names(left), ["pbx"]);
+}
