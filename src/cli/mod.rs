@@ -3,6 +3,7 @@
 //! JSON, `failure` turns what went wrong into an exit code and a report on stderr.
 
 mod accounts;
+mod batch;
 mod failure;
 mod health;
 mod moves;
@@ -77,6 +78,10 @@ pub enum Command {
     /// The provider takes a RETURNED number back into its pool.
     #[command(after_help = EXIT_CODES)]
     Unbind(moves::One),
+    /// Applies one change per row of a CSV file (assign, unassign, reserve, release), 1000
+    /// rows a call, and prints each row's result.
+    #[command(after_help = EXIT_CODES)]
+    Batch(batch::BatchArgs),
     /// Asks a server's health service whether it serves: exit 0 when SERVING, 1 otherwise.
     Health(health::HealthArgs),
     /// Mints a development token signed with the server's HS256 secret, on stdout.
@@ -197,6 +202,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Unreserve(a) => moves::one(moves::Move::Unreserve, a).await,
         Command::Release(a) => moves::one(moves::Move::Release, a).await,
         Command::Unbind(a) => moves::one(moves::Move::Unbind, a).await,
+        Command::Batch(a) => batch::run(a).await,
     }
 }
 

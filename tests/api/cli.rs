@@ -460,3 +460,70 @@ async fn an_operator_creates_lists_and_deletes_sip_trunks_from_the_command_line(
     let left = op.json(&["trunks", "list", "--account", &team, "--inherited"]);
     assert_eq!(names(left), ["pbx"]);
 }
+
+#[tokio::test]
+async fn a_csv_of_changes_is_applied_row_by_row_with_each_rows_result() {
+    let server = serve().await;
+    let op = Operator::new(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let provider = op.id(&["accounts", "create", "--name", "Acme"]);
+    for n in ["+13035550170", "+13035550171", "+13035550172"] {
+        exits(op.run(&["numbers", "add", "--owner", &provider, n]), 0);
+    }
+    let write = |name: &str, text: &str| {
+        let file = path(dir.path(), name);
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+
+    // A row without its required column: bad input, and no row is sent.
+    let broken = write(
+        "broken.csv",
+        "number,reserved_for\n+13035550170,user:1\n+13035550171,\n",
+    );
+    let err = stderr(&exits(op.run(&["batch", "reserve", &broken]), 2));
+    assert!(err.contains("reserved_for"), "{err}");
+    let history = op.json(&["numbers", "history", "+13035550170"]);
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(1),
+        "only added: {history}"
+    );
+
+    // Two rows done, one refused: each row's result, the refusal on stderr, its exit code.
+    let reserve = write(
+        "reserve.csv",
+        "number,reserved_for,tag\n+13035550170,user:1,vip\n+13035550171,role:desk,\n+19995550100,user:2,\n",
+    );
+    let out = op.run(&["batch", "reserve", &reserve, "--output", "json"]);
+    let code = out.status.code();
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, Some(3), "{results}\n{}", stderr(&out));
+    assert!(stderr(&out).contains("+19995550100"), "{}", stderr(&out));
+    let results = results.as_array().expect("one result a row");
+    assert_eq!(results.len(), 3);
+    assert_eq!(
+        results[0]["result"]["status"], "NUMBER_STATUS_RESERVED",
+        "{results:?}"
+    );
+    assert_eq!(
+        results[1]["result"]["status"], "NUMBER_STATUS_RESERVED",
+        "{results:?}"
+    );
+    assert_eq!(results[2]["error"]["code"], "NOT_FOUND", "{results:?}");
+
+    let assign = write(
+        "assign.csv",
+        "kind,id,number,name\nagent,a-7,+13035550172,Seven\n",
+    );
+    let assigned = op.json(&["batch", "assign", &assign]);
+    assert_eq!(
+        assigned[0]["result"]["status"], "NUMBER_STATUS_ASSIGNED",
+        "{assigned}"
+    );
+    let table = stdout(&exits(op.run(&["batch", "unassign", &assign]), 0));
+    assert!(
+        table.contains("+13035550172") && table.contains("OK"),
+        "{table}"
+    );
+}
