@@ -82,6 +82,52 @@ struct JwksKey {
     key: DecodingKey,
 }
 
+/// The part of an OpenID Provider's configuration document the server uses.
+#[derive(Deserialize)]
+struct OidcConfiguration {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// The `jwks_uri` of `issuer`'s discovery document, once the document is read, not larger than
+/// a JWKS may be, and names `issuer` itself.
+async fn discover(issuer: &str) -> Result<String, String> {
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(format!(
+            "OIDC issuer {issuer:?}: an https:// (or http://) URL"
+        ));
+    }
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let http = reqwest::Client::builder()
+        .timeout(JWKS_FETCH_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = http
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?
+        .bytes()
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    if body.len() > MAX_JWKS_BYTES {
+        return Err(format!("{url}: larger than {MAX_JWKS_BYTES} bytes"));
+    }
+    let document: OidcConfiguration = serde_json::from_slice(&body)
+        .map_err(|e| format!("{url}: not an OpenID configuration: {e}"))?;
+    if document.issuer != issuer {
+        return Err(format!(
+            "{url} names the issuer {:?}, not {issuer:?}: refused (a document must name its own issuer)",
+            document.issuer
+        ));
+    }
+    Ok(document.jwks_uri)
+}
+
 /// A JWKS and what it was read from.
 pub struct Jwks {
     source: JwksSource,
@@ -346,6 +392,20 @@ impl Authenticator {
             verifier: Some(Arc::new(Verifier::Jwks(jwks))),
             max_lifetime: DEFAULT_MAX_LIFETIME,
         })
+    }
+
+    /// OIDC issuer discovery: reads `issuer`'s `/.well-known/openid-configuration`, checks that
+    /// it names the same issuer (OpenID Connect Discovery 1.0, section 4.3), and verifies with
+    /// the keys at its `jwks_uri` as [`Authenticator::jwks`] does, tokens' `iss` checked against
+    /// `issuer`. The document is read once, at start; the keys rotate as the JWKS does.
+    pub async fn oidc(
+        issuer: &str,
+        audience: Option<&str>,
+        refresh: Duration,
+    ) -> Result<Self, String> {
+        let jwks_uri = discover(issuer).await?;
+        tracing::info!(issuer, jwks_uri, "OIDC issuer discovered");
+        Self::jwks(JwksSource::Url(jwks_uri), Some(issuer), audience, refresh).await
     }
 
     pub fn enabled(&self) -> bool {

@@ -47,6 +47,21 @@ pub struct DatabaseArgs {
     /// `sslrootcert` in DATABASE_URL, which wins); `system` for the machine's store.
     #[arg(long, env = "NUMBERING_DATABASE_CA_FILE")]
     pub database_ca_file: Option<PathBuf>,
+    /// PEM client certificate presented to the database (as `sslcert` in DATABASE_URL, which
+    /// wins), for `hostssl … cert` authentication; with --database-key-file.
+    #[arg(
+        long,
+        env = "NUMBERING_DATABASE_CERT_FILE",
+        requires = "database_key_file"
+    )]
+    pub database_cert_file: Option<PathBuf>,
+    /// PEM private key of the database client certificate (as `sslkey` in DATABASE_URL).
+    #[arg(
+        long,
+        env = "NUMBERING_DATABASE_KEY_FILE",
+        requires = "database_cert_file"
+    )]
+    pub database_key_file: Option<PathBuf>,
     /// Where the private cluster lives [default: $XDG_DATA_HOME/numbering or ~/.local/share/numbering].
     #[arg(long, env = "NUMBERING_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -82,6 +97,11 @@ pub struct ServeArgs {
     /// Seconds between two reads of the JWKS.
     #[arg(long, env = "NUMBERING_JWT_JWKS_REFRESH", value_parser = jwks_refresh_secs, default_value = "300")]
     pub jwt_jwks_refresh: Duration,
+    /// OIDC issuer URL: its `/.well-known/openid-configuration` names the JWKS (`jwks_uri`)
+    /// whose keys verify callers' tokens, read and refreshed as --jwt-jwks-url; tokens' `iss`
+    /// must be this URL.
+    #[arg(long, env = "NUMBERING_OIDC_ISSUER", conflicts_with_all = ["jwt_jwks_file", "jwt_jwks_url", "jwt_issuer"])]
+    pub oidc_issuer: Option<String>,
     /// Required `iss` claim.
     #[arg(long, env = "NUMBERING_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -111,6 +131,10 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: String,
+    /// OTLP/HTTP collector that receives the calls' traces (as OTEL_EXPORTER_OTLP_ENDPOINT:
+    /// `http://collector:4318`, `/v1/traces` is added); no export when unset.
+    #[arg(long, env = "NUMBERING_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Key that signs page tokens; set the same on every replica [default: random per process].
     #[arg(long, env = "NUMBERING_PAGE_TOKEN_SECRET", hide_env_values = true)]
     pub page_token_secret: Option<String>,

@@ -18,5 +18,6 @@ pub mod server;
 pub mod startup;
 pub mod store;
 pub mod sweeper;
+pub mod telemetry;
 
 pub use startup::{BoxError, run};

@@ -1,17 +1,27 @@
 //! Prometheus metrics on their own HTTP port, every one with HELP and TYPE lines: per-method
 //! calls started, handled (by canonical gRPC code) and in flight, and their latency, recorded by
 //! [`ObserveLayer`](crate::observe::ObserveLayer); the database pool; the process (from
-//! `/proc`); and the business: import rows, sweeps, limit refusals.
+//! `/proc`); the database: transactions by method and outcome, the wait for a pooled connection,
+//! errors by SQLSTATE class; and the business: import rows, sweeps, limit refusals.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::{OnceLock, RwLock};
+use std::time::Instant;
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics::{Counter, Histogram, Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 /// The latency buckets, in seconds: a millisecond to ten seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The pool-wait buckets, in seconds: a pooled connection is usually there at once (tens of
+/// microseconds); a wait of a second or more is a pool too small for its load.
+pub const POOL_WAIT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// Starts the exporter's HTTP listener (`GET /metrics`) and installs the global recorder.
@@ -19,6 +29,8 @@ pub fn install(listen: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(listen)
         .set_buckets(LATENCY_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(Matcher::Full(POOL_WAIT.into()), POOL_WAIT_BUCKETS)
         .map_err(|e| e.to_string())?
         .install()
         .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
@@ -61,6 +73,25 @@ fn describe() {
     describe_gauge!(
         "db_pool_waiting",
         "Calls waiting for a database connection."
+    );
+    describe_histogram!(
+        TRANSACTION,
+        Unit::Seconds,
+        "Database transactions, from the first statement to the commit or rollback, by method \
+         (the RPC, or Sweep) and outcome: commit, rollback (validate only), replay (a retried \
+         request id answered from its stored answer), error."
+    );
+    describe_histogram!(
+        POOL_WAIT,
+        Unit::Seconds,
+        "Time spent waiting for a pooled database connection (given or refused)."
+    );
+    describe_counter!(
+        DB_ERRORS,
+        "Errors the database or its connections answered, by SQLSTATE class (23: integrity, \
+         40: serialization or deadlock, 57: cancelled by a deadline or an operator, 08: \
+         connection...; connection: lost without a SQLSTATE; client: a value this side could \
+         not encode or decode)."
     );
     describe_gauge!(
         "process_resident_memory_bytes",
@@ -146,6 +177,92 @@ pub fn record_import(read: i64, imported: i64, rejected: i64) {
         metrics::counter!("numbering_import_rows_total", "outcome" => outcome)
             .increment(n.max(0) as u64);
     }
+}
+
+const TRANSACTION: &str = "db_transaction_seconds";
+const POOL_WAIT: &str = "db_pool_wait_seconds";
+const DB_ERRORS: &str = "db_errors_total";
+
+/// Handles of labelled series, made the first time a label set is seen: recording again finds
+/// the handle under a read lock and allocates nothing (a label set built per call would).
+struct Series<H>(OnceLock<RwLock<HashMap<[&'static str; 2], H>>>);
+
+impl<H: Clone> Series<H> {
+    const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    fn get(&self, labels: [&'static str; 2], make: impl FnOnce() -> H) -> H {
+        let map = self.0.get_or_init(Default::default);
+        if let Some(h) = map.read().ok().and_then(|m| m.get(&labels).cloned()) {
+            return h;
+        }
+        let mut map = map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(labels).or_insert_with(make).clone()
+    }
+}
+
+static TRANSACTIONS: Series<Histogram> = Series::new();
+static ERRORS: Series<Counter> = Series::new();
+
+/// One database transaction being timed: recorded when dropped, as an `error` unless
+/// [`Transaction::end`] named another outcome, so every early return is counted.
+pub struct Transaction {
+    method: &'static str,
+    outcome: &'static str,
+    start: Instant,
+}
+
+impl Transaction {
+    pub fn start(method: &'static str) -> Self {
+        Self {
+            method,
+            outcome: "error",
+            start: Instant::now(),
+        }
+    }
+
+    /// How the transaction ended: `commit`, `rollback` or `replay`.
+    pub fn end(&mut self, outcome: &'static str) {
+        self.outcome = outcome;
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        let (method, outcome) = (self.method, self.outcome);
+        TRANSACTIONS
+            .get(
+                [method, outcome],
+                || metrics::histogram!(TRANSACTION, "method" => method, "outcome" => outcome),
+            )
+            .record(self.start.elapsed());
+    }
+}
+
+/// A wait for a pooled connection: recorded when dropped, whether one came or not.
+pub struct PoolWait(Instant);
+
+impl PoolWait {
+    pub fn start() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Drop for PoolWait {
+    fn drop(&mut self) {
+        metrics::histogram!(POOL_WAIT).record(self.0.elapsed());
+    }
+}
+
+/// An error the database answered, by its SQLSTATE class (or `connection` / `client`).
+pub fn record_db_error(class: &'static str) {
+    ERRORS
+        .get(
+            [class, ""],
+            || metrics::counter!(DB_ERRORS, "class" => class),
+        )
+        .increment(1);
 }
 
 /// One round of the sweeper and the numbers it freed (`None`: it failed).

@@ -65,10 +65,17 @@ pub fn request_id(header: Option<&HeaderValue>) -> String {
 /// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, neither id all
 /// zeros); otherwise a new random one.
 pub fn trace_id(header: Option<&HeaderValue>) -> String {
+    caller_trace_id(header).unwrap_or_else(new_trace_id)
+}
+
+fn caller_trace_id(header: Option<&HeaderValue>) -> Option<String> {
     header
         .and_then(|v| v.to_str().ok())
         .and_then(parse_traceparent)
-        .unwrap_or_else(|| Uuid::new_v4().simple().to_string())
+}
+
+fn new_trace_id() -> String {
+    Uuid::new_v4().simple().to_string()
 }
 
 fn parse_traceparent(value: &str) -> Option<String> {
@@ -168,12 +175,13 @@ where
             UNKNOWN_METHOD.to_string()
         };
         let method = crate::error::bounded(path, crate::error::MAX_ECHO_BYTES);
+        let given = caller_trace_id(request.headers().get("traceparent"));
+        let traced = given.is_some();
         let ids = CallIds {
             request_id: request_id(request.headers().get(REQUEST_ID_HEADER)),
-            trace_id: trace_id(request.headers().get("traceparent")),
+            trace_id: given.unwrap_or_else(new_trace_id),
         };
         let caller = CallerSlot::default();
-        request.extensions_mut().insert(ids.clone());
         request.extensions_mut().insert(caller.clone());
         let mut call = Call {
             method,
@@ -192,6 +200,11 @@ where
         let mut inner = std::mem::replace(&mut self.0, clone);
         Box::pin(async move {
             let span = tracing::Span::current();
+            // Without a caller's trace, an exported call starts one: the line names that trace.
+            if !traced && let Some(exported) = crate::telemetry::current_trace_id() {
+                call.ids.trace_id = exported;
+            }
+            request.extensions_mut().insert(call.ids.clone());
             span.record("request_id", call.ids.request_id.as_str());
             span.record("trace_id", call.ids.trace_id.as_str());
             let value = HeaderValue::from_str(&call.ids.request_id).ok();

@@ -229,7 +229,7 @@ async fn watch_database(
 /// and, once the mutation runner records it, the idempotency key of its body. At ERROR level:
 /// it must be on the lines it exists for whatever the log filter.
 fn call_span(request: &http::Request<()>) -> tracing::Span {
-    tracing::error_span!(
+    let span = tracing::error_span!(
         "call",
         method = %crate::error::bounded(request.uri().path(), crate::error::MAX_ECHO_BYTES),
         request_id = tracing::field::Empty,
@@ -237,7 +237,10 @@ fn call_span(request: &http::Request<()>) -> tracing::Span {
         subject = tracing::field::Empty,
         account = tracing::field::Empty,
         idempotency_key = tracing::field::Empty,
-    )
+    );
+    // Exported, the call's span is a child of the caller's span.
+    crate::telemetry::adopt_parent(&span, request.headers());
+    span
 }
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting, finishes in-flight

@@ -29,6 +29,10 @@ pub async fn open_database(args: &DatabaseArgs) -> Result<Database, BoxError> {
         if tls.ca_file.is_none() {
             tls.ca_file = args.database_ca_file.clone();
         }
+        if tls.cert_file.is_none() && tls.key_file.is_none() {
+            tls.cert_file = args.database_cert_file.clone();
+            tls.key_file = args.database_key_file.clone();
+        }
         return Ok(Database {
             config,
             tls,
@@ -74,12 +78,24 @@ async fn authenticator(args: &ServeArgs) -> Result<Authenticator, BoxError> {
         args.jwt_hs256_secret.is_some(),
         args.jwt_public_key_file.is_some(),
         jwks.is_some(),
+        args.oidc_issuer.is_some(),
     ];
     if configured.iter().filter(|c| **c).count() > 1 {
         return Err(
-            "set one of an HS256 secret, a public key file or a JWKS (file or URL), not several"
+            "set one of an HS256 secret, a public key file, a JWKS (file or URL) or an OIDC \
+             issuer, not several"
                 .into(),
         );
+    }
+    if let Some(issuer) = &args.oidc_issuer {
+        return Ok(Authenticator::oidc(
+            issuer,
+            args.jwt_audience.as_deref(),
+            args.jwt_jwks_refresh,
+        )
+        .await
+        .map_err(|e| format!("OIDC: {e}"))?
+        .with_max_lifetime(args.jwt_max_lifetime));
     }
     if let Some(source) = jwks {
         return Ok(Authenticator::jwks(
@@ -115,7 +131,7 @@ async fn authenticator(args: &ServeArgs) -> Result<Authenticator, BoxError> {
         }
         None => Err(format!(
             "refusing to listen on {} without authentication: set NUMBERING_JWT_HS256_SECRET, \
-             NUMBERING_JWT_PUBLIC_KEY_FILE, NUMBERING_JWT_JWKS_FILE or NUMBERING_JWT_JWKS_URL, or listen on a loopback address",
+             NUMBERING_JWT_PUBLIC_KEY_FILE, NUMBERING_JWT_JWKS_FILE, NUMBERING_JWT_JWKS_URL or NUMBERING_OIDC_ISSUER, or listen on a loopback address",
             args.listen
         )
         .into()),

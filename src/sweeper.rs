@@ -74,6 +74,7 @@ pub async fn sweep(db: &Db) -> Result<usize> {
 
 async fn sweep_batch(db: &Db, due: Due) -> Result<usize> {
     let mut client = db.client().await?;
+    let mut timed = crate::metrics::Transaction::start("Sweep");
     let tx = client.transaction().await?;
     let now = SystemTime::now();
     let m = match due {
@@ -90,5 +91,6 @@ async fn sweep_batch(db: &Db, due: Due) -> Result<usize> {
         .collect();
     store::save_moves(&tx, &moves, m.operation(), &Actor::system()).await?;
     tx.commit().await?;
+    timed.end("commit");
     Ok(moves.len())
 }

@@ -1,10 +1,10 @@
-//! `numbering accounts create|list|get|suspend|resume`.
+//! `numbering accounts create|list|get|update|suspend|resume|delete`.
 
 use std::collections::HashMap;
 
 use clap::Subcommand;
 use numbering_client::{Clients, v1};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::failure::with_id;
 use super::output::{self, Output, table};
@@ -45,6 +45,45 @@ pub enum Command {
     },
     /// Shows one account.
     Get { id: String },
+    /// Changes an account's name, kind, external ref, labels or quota (only the fields given).
+    Update {
+        id: String,
+        /// The new name people read.
+        #[arg(long)]
+        name: Option<String>,
+        /// The new kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// The new external ref.
+        #[arg(long)]
+        external_ref: Option<String>,
+        /// The new quota: the most numbers the account (with its subtree) may hold.
+        #[arg(long, conflicts_with = "no_max_numbers")]
+        max_numbers: Option<i64>,
+        /// Removes the quota.
+        #[arg(long)]
+        no_max_numbers: bool,
+        /// The labels, key=value (repeat for more): they replace all the account's labels.
+        #[arg(long = "label", value_parser = key_value, conflicts_with = "clear_labels")]
+        labels: Vec<(String, String)>,
+        /// Removes every label.
+        #[arg(long)]
+        clear_labels: bool,
+        /// Only if the account's etag still matches.
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Deletes an account that holds nothing and has no sub-accounts.
+    Delete {
+        id: String,
+        /// Only if the account's etag still matches.
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
     /// Suspends an account: it keeps its numbers, nothing new goes into it.
     Suspend {
         id: String,
@@ -94,6 +133,78 @@ pub async fn run(mut c: Clients, command: Command, out: Output) -> Result<(), Fa
                 .await?
                 .into_inner();
             print_accounts(out, &[a]);
+        }
+        Command::Update {
+            id,
+            name,
+            kind,
+            external_ref,
+            max_numbers,
+            no_max_numbers,
+            labels,
+            clear_labels,
+            etag,
+            mutation,
+        } => {
+            let mut paths = Vec::new();
+            let mut account = v1::Account {
+                id,
+                etag: etag.unwrap_or_default(),
+                ..Default::default()
+            };
+            if let Some(name) = name {
+                account.display_name = name;
+                paths.push("display_name");
+            }
+            if let Some(kind) = kind {
+                account.kind = kind;
+                paths.push("kind");
+            }
+            if let Some(external_ref) = external_ref {
+                account.external_ref = external_ref;
+                paths.push("external_ref");
+            }
+            if max_numbers.is_some() || no_max_numbers {
+                account.max_numbers = max_numbers;
+                paths.push("max_numbers");
+            }
+            if !labels.is_empty() || clear_labels {
+                account.labels = labels.into_iter().collect();
+                paths.push("labels");
+            }
+            if paths.is_empty() {
+                return Err(Failure::Input(
+                    "nothing to change: give --name, --kind, --external-ref, --max-numbers, \
+                     --no-max-numbers, --label or --clear-labels"
+                        .into(),
+                ));
+            }
+            let request_id = mutation.request_id();
+            let request = v1::UpdateAccountRequest {
+                account: Some(account),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.into_iter().map(str::to_string).collect(),
+                }),
+                request_id: request_id.clone(),
+                validate_only: mutation.validate_only,
+            };
+            let a = with_id(&request_id, c.tenancy.update_account(request).await)?.into_inner();
+            print_accounts(out, &[a]);
+        }
+        Command::Delete { id, etag, mutation } => {
+            let request_id = mutation.request_id();
+            let request = v1::DeleteAccountRequest {
+                id: id.clone(),
+                etag: etag.unwrap_or_default(),
+                request_id: request_id.clone(),
+                validate_only: mutation.validate_only,
+            };
+            with_id(&request_id, c.tenancy.delete_account(request).await)?;
+            out.print(json!({"deleted": id}), || {
+                let mut t = table(&["DELETED"]);
+                t.add_row(vec![id.clone()]);
+                t
+            });
         }
         Command::Suspend { id, mutation } => {
             let request_id = mutation.request_id();

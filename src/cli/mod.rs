@@ -3,6 +3,7 @@
 //! JSON, `failure` turns what went wrong into an exit code and a report on stderr.
 
 mod accounts;
+mod batch;
 mod failure;
 mod health;
 mod moves;
@@ -12,6 +13,7 @@ mod progress;
 mod series;
 mod token;
 mod transfer;
+mod trunks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,9 +39,12 @@ precondition violation.";
 /// The commands that call a server (and `token`, which mints a development token).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Accounts: create, list (as a tree), get, suspend, resume.
+    /// Accounts: create, list (as a tree), get, update, suspend, resume, delete.
     #[command(after_help = EXIT_CODES)]
     Accounts(Group<accounts::Command>),
+    /// SIP trunks of an account: create, list, delete.
+    #[command(after_help = EXIT_CODES)]
+    Trunks(Group<trunks::Command>),
     /// Series of a provider's numbers: create, list.
     #[command(after_help = EXIT_CODES)]
     Series(Group<series::Command>),
@@ -73,6 +78,10 @@ pub enum Command {
     /// The provider takes a RETURNED number back into its pool.
     #[command(after_help = EXIT_CODES)]
     Unbind(moves::One),
+    /// Applies one change per row of a CSV file (assign, unassign, reserve, release), 1000
+    /// rows a call, and prints each row's result.
+    #[command(after_help = EXIT_CODES)]
+    Batch(batch::BatchArgs),
     /// Asks a server's health service whether it serves: exit 0 when SERVING, 1 otherwise.
     Health(health::HealthArgs),
     /// Mints a development token signed with the server's HS256 secret, on stdout.
@@ -175,6 +184,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Accounts(g) => {
             accounts::run(g.remote.connect().await?, g.command, g.remote.output).await
         }
+        Command::Trunks(g) => {
+            trunks::run(g.remote.connect().await?, g.command, g.remote.output).await
+        }
         Command::Series(g) => {
             series::run(g.remote.connect().await?, g.command, g.remote.output).await
         }
@@ -190,6 +202,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Unreserve(a) => moves::one(moves::Move::Unreserve, a).await,
         Command::Release(a) => moves::one(moves::Move::Release, a).await,
         Command::Unbind(a) => moves::one(moves::Move::Unbind, a).await,
+        Command::Batch(a) => batch::run(a).await,
     }
 }
 

@@ -97,6 +97,19 @@ pub enum Kind {
     Other,
 }
 
+impl From<Kind> for v1::AssigneeKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::User => Self::User,
+            Kind::Agent => Self::Agent,
+            Kind::Device => Self::Device,
+            Kind::Service => Self::Service,
+            Kind::Trunk => Self::Trunk,
+            Kind::Other => Self::Other,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct Assign {
     /// E.164 or number id.
@@ -230,14 +243,7 @@ pub async fn transfer(a: Transfer) -> Result<(), Failure> {
 pub async fn assign(a: Assign) -> Result<(), Failure> {
     let mut c = a.remote.connect().await?;
     let request_id = a.mutation.request_id();
-    let kind = match a.kind {
-        Kind::User => v1::AssigneeKind::User,
-        Kind::Agent => v1::AssigneeKind::Agent,
-        Kind::Device => v1::AssigneeKind::Device,
-        Kind::Service => v1::AssigneeKind::Service,
-        Kind::Trunk => v1::AssigneeKind::Trunk,
-        Kind::Other => v1::AssigneeKind::Other,
-    };
+    let kind = v1::AssigneeKind::from(a.kind);
     let request = v1::AssignNumberRequest {
         number: a.number,
         assignee: Some(v1::Assignee {

@@ -376,7 +376,7 @@ async fn add(c: &mut Clients, args: AddArgs, out: Output) -> Result<(), Failure>
 }
 
 /// A batch item's google.rpc.Status as a tonic Status, so that its details read the same way.
-fn item_status(s: &numbering_client::tonic_types::pb::Status) -> Status {
+pub(super) fn item_status(s: &numbering_client::tonic_types::pb::Status) -> Status {
     Status::with_details(
         Code::from(s.code),
         s.message.clone(),

@@ -219,6 +219,7 @@ async fn store_import(
     report: &mut Report,
 ) -> Result<()> {
     let mut client = db.client().await?;
+    let mut timed = crate::metrics::Transaction::start(METHOD);
     let tx = client.transaction().await?;
     // The import's statements grow with its rows: the pool's statement backstop is not theirs.
     crate::store::deadline::unbounded(&tx).await?;
@@ -229,6 +230,7 @@ async fn store_import(
             return Err(Error::Internal("an import's report is kept whole".into()));
         };
         *report = serde_json::from_slice(&response).map_err(|e| Error::Internal(e.to_string()))?;
+        timed.end("replay");
         return Ok(());
     }
 
@@ -327,8 +329,10 @@ async fn store_import(
     guard.record(&tx, fingerprint, &kept(report)?).await?;
     if insert {
         tx.commit().await?;
+        timed.end("commit");
     } else {
         tx.rollback().await?;
+        timed.end("rollback");
     }
     crate::metrics::record_import(report.rows_read, report.rows_imported, report.rows_rejected);
     Ok(())

@@ -38,6 +38,7 @@ impl Db {
             return self.client().await;
         };
         let left = deadline.remaining()?;
+        let _wait = crate::metrics::PoolWait::start();
         let mut timeouts = self.pool.timeouts();
         if timeouts.wait.is_none_or(|w| w > left) {
             timeouts.wait = Some(left);

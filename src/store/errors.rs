@@ -121,6 +121,7 @@ pub fn is_connection_failure(e: &tokio_postgres::Error) -> bool {
 /// The domain error for `e`; `subject` names what the statement was about (an E.164, a
 /// prefix, `external_ref X`), for the answers that name it.
 pub fn classify(e: tokio_postgres::Error, subject: &str) -> Error {
+    crate::metrics::record_db_error(sqlstate_class(&e));
     if is_connection_failure(&e) {
         return Error::Unavailable(chain(&e));
     }
@@ -152,6 +153,30 @@ pub fn classify(e: tokio_postgres::Error, subject: &str) -> Error {
         }
         Some((_, _, Meaning::Raced)) => Error::Conflict(chain(&e)),
         None => Error::Internal(chain(&e)),
+    }
+}
+
+/// The SQLSTATE classes PostgreSQL answers (its appendix A), as the label of the error metric.
+const SQLSTATE_CLASSES: &[&str] = &[
+    "00", "01", "02", "03", "08", "09", "0A", "0B", "0F", "0L", "0P", "0Z", "20", "21", "22", "23",
+    "24", "25", "26", "27", "28", "2B", "2D", "2F", "34", "38", "39", "3B", "3D", "3F", "40", "42",
+    "44", "53", "54", "55", "57", "58", "72", "F0", "HV", "P0", "XX",
+];
+
+/// The class of `e`'s SQLSTATE (its first two characters); `connection` for a connection lost
+/// without one, `client` for what failed on this side (encoding, decoding, a row count).
+fn sqlstate_class(e: &tokio_postgres::Error) -> &'static str {
+    match e.code() {
+        Some(code) => {
+            let class = code.code().get(..2).unwrap_or_default();
+            SQLSTATE_CLASSES
+                .iter()
+                .find(|c| **c == class)
+                .copied()
+                .unwrap_or("other")
+        }
+        None if is_connection_failure(e) => "connection",
+        None => "client",
     }
 }
 

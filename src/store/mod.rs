@@ -186,6 +186,7 @@ impl Db {
     }
 
     pub async fn client(&self) -> Result<deadpool_postgres::Object> {
+        let _wait = crate::metrics::PoolWait::start();
         Ok(self.pool.get().await?)
     }
 
@@ -238,6 +239,7 @@ impl Db {
         R: for<'t> FnOnce(&'t Transaction<'t>, Vec<Uuid>) -> BoxFuture<'t, Result<T>>,
     {
         let mut client = self.client_until(m.deadline).await?;
+        let mut timed = crate::metrics::Transaction::start(m.method);
         let tx = client.transaction().await?;
         deadline::bound(&tx, m.deadline).await?;
         let guard = Idempotency::new(m.principal, m.method, m.request_id, m.validate_only);
@@ -245,6 +247,7 @@ impl Db {
         fingerprint.update(&m.request);
         let fingerprint = fingerprint.finish();
         if let Some(seen) = guard.claim(&tx).await? {
+            timed.end("replay");
             return match seen.replay(m.principal, &fingerprint)? {
                 Kept::Whole(response) => {
                     T::decode(response.as_slice()).map_err(|e| Error::Internal(e.to_string()))
@@ -255,6 +258,7 @@ impl Db {
         let Answered { answer, numbers } = change(&tx).await?;
         if m.validate_only {
             tx.rollback().await?;
+            timed.end("rollback");
             return Ok(answer);
         }
         let encoded = answer.encode_to_vec();
@@ -264,6 +268,7 @@ impl Db {
         };
         guard.record(&tx, &fingerprint, &kept).await?;
         tx.commit().await?;
+        timed.end("commit");
         Ok(answer)
     }
 

@@ -2,9 +2,12 @@
 //! (encrypted, the server's certificate unchecked unless a CA file is given, as libpq does),
 //! `verify-ca` (the chain up to the CA file) and `verify-full` (the chain and the host name).
 //!
-//! tokio-postgres parses neither `verify-*` nor `sslrootcert`: [`parse_url`] takes them out of
-//! the connection string and hands tokio-postgres the rest (`sslmode=require` for the `verify-*`
-//! modes, the verification being this module's).
+//! With `sslcert` and `sslkey` (a client certificate and its key, PEM), the connection presents
+//! the certificate, for servers that authenticate by it (`hostssl … cert` in pg_hba.conf).
+//!
+//! tokio-postgres parses none of `verify-*`, `sslrootcert`, `sslcert`, `sslkey`: [`parse_url`]
+//! takes them out of the connection string and hands tokio-postgres the rest
+//! (`sslmode=require` for the `verify-*` modes, the verification being this module's).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -14,7 +17,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -57,6 +60,10 @@ pub struct PgTls {
     /// PEM certificates of the authorities the server's certificate must chain to; `system`
     /// for the machine's store (as libpq's `sslrootcert=system`).
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) presented to the server (libpq's `sslcert`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate (libpq's `sslkey`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// The system's bundle of authorities (Debian/Ubuntu, then Fedora), unless SSL_CERT_FILE says.
@@ -66,13 +73,15 @@ const SYSTEM_BUNDLES: &[&str] = &[
 ];
 
 /// Splits a connection string into what tokio-postgres parses and the TLS settings it does not
-/// (`sslmode` and `sslrootcert`), in both forms: `postgresql://…?sslmode=…` and `key=value …`.
+/// (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`), in both forms: `postgresql://…?sslmode=…` and `key=value …`.
 pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, PgTls), String> {
     let mut tls = PgTls::default();
     let mut take = |key: &str, value: &str| -> Result<bool, String> {
         match key {
             "sslmode" => tls.mode = value.parse()?,
             "sslrootcert" => tls.ca_file = Some(PathBuf::from(value)),
+            "sslcert" => tls.cert_file = Some(PathBuf::from(value)),
+            "sslkey" => tls.key_file = Some(PathBuf::from(value)),
             _ => return Ok(false),
         }
         Ok(true)
@@ -166,12 +175,52 @@ impl PgTls {
             )),
             (_, None) => Arc::new(Unchecked(provider)),
         };
-        let config = builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match (&self.cert_file, &self.key_file) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(cert), Some(key)) => {
+                let (chain, key) = load_client_cert(cert, key)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("the database client certificate: {e}"))?
+            }
+            _ => {
+                return Err(
+                    "a database client certificate needs both sslcert and sslkey (or \
+                     --database-cert-file and --database-key-file)"
+                        .into(),
+                );
+            }
+        };
         Ok(MakeRustlsConnect::new(config))
     }
+}
+
+/// The client certificate chain and its private key (PKCS#8, PKCS#1 or SEC1 PEM).
+fn load_client_cert(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| {
+            format!(
+                "cannot read the database client certificate {}: {e}",
+                cert.display()
+            )
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("database client certificate {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "the database client certificate {} holds no PEM certificate",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the database client key {}: {e}", key.display()))?;
+    Ok((chain, key))
 }
 
 fn load_roots(file: &Path) -> Result<RootCertStore, String> {
@@ -330,8 +379,32 @@ mod tests {
     fn verify_modes_without_a_ca_file_are_refused() {
         let tls = PgTls {
             mode: SslMode::VerifyFull,
-            ca_file: None,
+            ..PgTls::default()
         };
         assert!(tls.connector().err().unwrap().contains("CA file"));
+    }
+
+    #[test]
+    fn client_certificate_and_key_are_taken_out_of_the_url_in_both_forms() {
+        let (config, tls) = parse_url(
+            "postgresql://u@db.example/app?sslmode=require&sslcert=%2Fc.pem&sslkey=%2Fk.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(tls.cert_file, Some(PathBuf::from("/c.pem")));
+        assert_eq!(tls.key_file, Some(PathBuf::from("/k.pem")));
+        assert_eq!(config.get_application_name(), Some("x"));
+        let (_, tls) = parse_url("host=db user=u sslcert=/c.pem sslkey='/k.pem'").unwrap();
+        assert_eq!(tls.cert_file, Some(PathBuf::from("/c.pem")));
+        assert_eq!(tls.key_file, Some(PathBuf::from("/k.pem")));
+    }
+
+    #[test]
+    fn a_client_certificate_without_its_key_is_refused() {
+        let tls = PgTls {
+            mode: SslMode::Require,
+            cert_file: Some(PathBuf::from("/c.pem")),
+            ..PgTls::default()
+        };
+        assert!(tls.connector().err().unwrap().contains("sslkey"));
     }
 }

@@ -376,3 +376,154 @@ async fn over_tls_the_command_line_trusts_the_ca_file_it_is_given_and_no_other()
     ));
     assert!(untrusted.contains("UNAVAILABLE"), "{untrusted}");
 }
+
+#[tokio::test]
+async fn an_operator_renames_relabels_sets_a_quota_and_deletes_an_account_from_the_command_line() {
+    let server = serve().await;
+    let op = Operator::new(&server);
+    let provider = op.id(&["accounts", "create", "--name", "Acme"]);
+    let team = op.id(&[
+        "accounts", "create", "--name", "Team", "--parent", &provider, "--label", "cost=1",
+    ]);
+
+    let updated = op.json(&[
+        "accounts",
+        "update",
+        &team,
+        "--name",
+        "Support",
+        "--label",
+        "cost=2",
+        "--label",
+        "site=west",
+        "--max-numbers",
+        "5",
+    ]);
+    assert_eq!(updated["display_name"], "Support", "{updated}");
+    assert_eq!(updated["labels"]["cost"], "2", "{updated}");
+    assert_eq!(updated["labels"]["site"], "west", "{updated}");
+    assert_eq!(updated["max_numbers"], 5, "{updated}");
+    // Only the fields given change: the quota goes, the name stays.
+    let unlimited = op.json(&["accounts", "update", &team, "--no-max-numbers"]);
+    assert_eq!(unlimited["display_name"], "Support", "{unlimited}");
+    assert!(unlimited["max_numbers"].is_null(), "{unlimited}");
+    // Nothing to change is bad input, before any call.
+    exits(op.run(&["accounts", "update", &team]), 2);
+
+    // A provider with a sub-account cannot go: refused, nothing changed.
+    let refused = stderr(&exits(op.run(&["accounts", "delete", &provider]), 4));
+    assert!(refused.contains("FAILED_PRECONDITION"), "{refused}");
+    assert_eq!(
+        op.json(&["accounts", "delete", &team])["deleted"],
+        team.as_str()
+    );
+    exits(op.run(&["accounts", "get", &team]), 3);
+}
+
+#[tokio::test]
+async fn an_operator_creates_lists_and_deletes_sip_trunks_from_the_command_line() {
+    let server = serve().await;
+    let op = Operator::new(&server);
+    let provider = op.id(&["accounts", "create", "--name", "Acme"]);
+    let team = op.id(&[
+        "accounts", "create", "--name", "Team", "--parent", &provider,
+    ]);
+    let edge = op.id(&["trunks", "create", "--account", &provider, "--name", "edge"]);
+    let own = op.id(&["trunks", "create", "--account", &team, "--name", "pbx"]);
+    // The same name twice in one account: refused.
+    exits(
+        op.run(&["trunks", "create", "--account", &team, "--name", "pbx"]),
+        4,
+    );
+
+    let names = |listed: Value| -> Vec<String> {
+        listed
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let listed = op.json(&["trunks", "list", "--account", &team]);
+    assert_eq!(names(listed), ["pbx"], "a list of one is an array too");
+    let inherited = op.json(&["trunks", "list", "--account", &team, "--inherited"]);
+    assert_eq!(names(inherited), ["edge", "pbx"]);
+    let table = stdout(&exits(op.run(&["trunks", "list", "--account", &team]), 0));
+    assert!(table.contains("pbx") && table.contains(&own), "{table}");
+
+    assert_eq!(
+        op.json(&["trunks", "delete", &edge])["deleted"],
+        edge.as_str()
+    );
+    let left = op.json(&["trunks", "list", "--account", &team, "--inherited"]);
+    assert_eq!(names(left), ["pbx"]);
+}
+
+#[tokio::test]
+async fn a_csv_of_changes_is_applied_row_by_row_with_each_rows_result() {
+    let server = serve().await;
+    let op = Operator::new(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let provider = op.id(&["accounts", "create", "--name", "Acme"]);
+    for n in ["+13035550170", "+13035550171", "+13035550172"] {
+        exits(op.run(&["numbers", "add", "--owner", &provider, n]), 0);
+    }
+    let write = |name: &str, text: &str| {
+        let file = path(dir.path(), name);
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+
+    // A row without its required column: bad input, and no row is sent.
+    let broken = write(
+        "broken.csv",
+        "number,reserved_for\n+13035550170,user:1\n+13035550171,\n",
+    );
+    let err = stderr(&exits(op.run(&["batch", "reserve", &broken]), 2));
+    assert!(err.contains("reserved_for"), "{err}");
+    let history = op.json(&["numbers", "history", "+13035550170"]);
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(1),
+        "only added: {history}"
+    );
+
+    // Two rows done, one refused: each row's result, the refusal on stderr, its exit code.
+    let reserve = write(
+        "reserve.csv",
+        "number,reserved_for,tag\n+13035550170,user:1,vip\n+13035550171,role:desk,\n+19995550100,user:2,\n",
+    );
+    let out = op.run(&["batch", "reserve", &reserve, "--output", "json"]);
+    let code = out.status.code();
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, Some(3), "{results}\n{}", stderr(&out));
+    assert!(stderr(&out).contains("+19995550100"), "{}", stderr(&out));
+    let results = results.as_array().expect("one result a row");
+    assert_eq!(results.len(), 3);
+    assert_eq!(
+        results[0]["result"]["status"], "NUMBER_STATUS_RESERVED",
+        "{results:?}"
+    );
+    assert_eq!(
+        results[1]["result"]["status"], "NUMBER_STATUS_RESERVED",
+        "{results:?}"
+    );
+    assert_eq!(results[2]["error"]["code"], "NOT_FOUND", "{results:?}");
+
+    let assign = write(
+        "assign.csv",
+        "kind,id,number,name\nagent,a-7,+13035550172,Seven\n",
+    );
+    let assigned = op.json(&["batch", "assign", &assign]);
+    assert_eq!(
+        assigned[0]["result"]["status"], "NUMBER_STATUS_ASSIGNED",
+        "{assigned}"
+    );
+    let table = stdout(&exits(op.run(&["batch", "unassign", &assign]), 0));
+    assert!(
+        table.contains("+13035550172") && table.contains("OK"),
+        "{table}"
+    );
+}

@@ -16,6 +16,7 @@ mod metrics;
 mod model;
 mod number_pool;
 mod observe;
+mod otlp;
 mod pg_tls;
 mod requests;
 mod seeds;

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use numbering_client::v1 as pb;
 
 use crate::helpers::{free_port, spawn_binary};
-use crate::requests::get_account;
+use crate::requests::{add_number, get_account};
 
 async fn scrape(port: u16) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -199,4 +199,86 @@ async fn metrics_on_all_interfaces_are_described_and_count_streams_pool_process_
         Some(1.0),
         "{body}"
     );
+}
+
+/// The value of the one sample of `metric` whose labels include every one of `labels`.
+fn labelled(body: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn database_transactions_errors_and_pool_waits_are_measured() {
+    let port = free_port();
+    let mut server =
+        spawn_binary(&[("NUMBERING_METRICS_LISTEN", format!("127.0.0.1:{port}"))]).await;
+    let provider = server.provider("Queried").await;
+    let pool = &mut server.clients.number_pool;
+    pool.add_number(add_number(&provider, "+13035550142"))
+        .await
+        .unwrap();
+    // The same number again: refused by the database's unique constraint (SQLSTATE 23505).
+    let refused = pool
+        .add_number(add_number(&provider, "+13035550142"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::AlreadyExists);
+    // Validated only: rolled back.
+    let mut checked = add_number(&provider, "+13035550143");
+    checked.validate_only = true;
+    pool.add_number(checked).await.unwrap();
+    // A retried request id: answered from the stored answer.
+    let mut once = add_number(&provider, "+13035550144");
+    once.request_id = uuid::Uuid::new_v4().to_string();
+    pool.add_number(once.clone()).await.unwrap();
+    pool.add_number(once).await.unwrap();
+
+    let body = scrape(port).await;
+    server.stop();
+    let transactions = |outcome: &str| {
+        labelled(
+            &body,
+            "db_transaction_seconds_count",
+            &["method=\"AddNumber\"", &format!("outcome=\"{outcome}\"")],
+        )
+    };
+    assert_eq!(transactions("commit"), Some(2.0), "{body}");
+    assert_eq!(transactions("error"), Some(1.0), "{body}");
+    assert_eq!(transactions("rollback"), Some(1.0), "{body}");
+    assert_eq!(transactions("replay"), Some(1.0), "{body}");
+    assert!(
+        labelled(
+            &body,
+            "db_transaction_seconds_count",
+            &["method=\"CreateAccount\""]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    assert_eq!(
+        labelled(&body, "db_errors_total", &["class=\"23\""]),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "db_pool_wait_seconds_count").is_some_and(|n| n >= 6.0),
+        "every call waited for a connection: {body}"
+    );
+    assert!(
+        body.contains("db_pool_wait_seconds_bucket{le=\"0.0001\"}"),
+        "pool waits have buckets below a millisecond: {body}"
+    );
+    for described in [
+        "# HELP db_transaction_seconds",
+        "# TYPE db_transaction_seconds histogram",
+        "# HELP db_pool_wait_seconds",
+        "# TYPE db_pool_wait_seconds histogram",
+        "# HELP db_errors_total",
+        "# TYPE db_errors_total counter",
+    ] {
+        assert!(body.contains(described), "{described} missing: {body}");
+    }
 }

@@ -21,6 +21,9 @@ struct TlsCluster {
 
 static CLUSTER: OnceLock<TlsCluster> = OnceLock::new();
 
+/// The role (and its database) that may log in only with a client certificate naming it.
+const CERTIFIED: &str = "certified";
+
 /// A CA, written to `dir/name.crt`; its issuer signs server certificates.
 fn ca(dir: &Path, name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -60,10 +63,22 @@ fn cluster() -> &'static TlsCluster {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(file("server.key"), std::fs::Permissions::from_mode(0o600))
                 .unwrap();
-            // Over TCP, TLS or nothing.
+            // A client certificate for the role `certified`, signed by the same CA.
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, CERTIFIED);
+            let client_key = KeyPair::generate().unwrap();
+            let client = params.signed_by(&client_key, &ca).unwrap();
+            std::fs::write(file("client.crt"), client.pem()).unwrap();
+            std::fs::write(file("client.key"), client_key.serialize_pem()).unwrap();
+            // Over TCP, TLS or nothing; `certified` only with its client certificate.
             std::fs::write(
                 file("pg_hba.conf"),
-                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+                format!(
+                    "local all all trust\nhostssl all {CERTIFIED} 127.0.0.1/32 cert\n\
+                     hostssl all all 127.0.0.1/32 trust\n"
+                ),
             )
             .unwrap();
             let port = free_port();
@@ -74,12 +89,29 @@ fn cluster() -> &'static TlsCluster {
                     ("ssl", "on"),
                     ("ssl_cert_file", &file("server.crt")),
                     ("ssl_key_file", &file("server.key")),
+                    ("ssl_ca_file", &file("ca.crt")),
                     ("hba_file", &file("pg_hba.conf")),
                     ("listen_addresses", "127.0.0.1"),
                     ("port", &port.to_string()),
                 ],
             )
             .expect("start the TLS-only PostgreSQL");
+            let mut config = pg.config("postgres");
+            config.port(port);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                    tokio::spawn(connection);
+                    for statement in [
+                        format!("CREATE ROLE {CERTIFIED} LOGIN"),
+                        format!("CREATE DATABASE {CERTIFIED} OWNER {CERTIFIED}"),
+                    ] {
+                        client.batch_execute(&statement).await.unwrap();
+                    }
+                });
             TlsCluster { _pg: pg, port, dir }
         })
         .join()
@@ -173,6 +205,70 @@ async fn the_binary_serves_on_a_tls_only_database_with_verify_full() {
             ca_file("ca")
         )),
     )])
+    .await;
+    assert_eq!(
+        health(&server.endpoint, "").await,
+        ServingStatus::Serving as i32
+    );
+    server.stop();
+}
+
+/// A connection string for the role `certified` to its database, with `params` added.
+fn certified_url(params: &str) -> String {
+    format!(
+        "postgresql://{CERTIFIED}@127.0.0.1:{}/{CERTIFIED}?sslmode=verify-full&sslrootcert={}&{params}",
+        cluster().port,
+        ca_file("ca")
+    )
+}
+
+fn cluster_file(name: &str) -> String {
+    cluster().dir.join(name).display().to_string()
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_the_url_logs_in_a_cert_only_role() {
+    let u = certified_url(&format!(
+        "sslcert={}&sslkey={}",
+        cluster_file("client.crt"),
+        cluster_file("client.key")
+    ));
+    let (config, tls) = parse_url(&u).unwrap();
+    let db = Db::with_tls(config, &tls, 1).unwrap();
+    let row = db
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl, client_dn, current_user::text FROM pg_stat_ssl \
+             WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    let dn: Option<String> = row.get(1);
+    assert_eq!(dn.as_deref(), Some("/CN=certified"));
+    assert_eq!(row.get::<_, String>(2), CERTIFIED);
+}
+
+#[tokio::test]
+async fn a_cert_only_role_without_a_client_certificate_is_refused_as_unavailable() {
+    match ssl_of(&certified_url("")).await {
+        Err(Error::Unavailable(why)) => {
+            assert!(why.contains("certificate"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_a_cert_only_role_with_the_certificate_flags() {
+    let server = spawn_binary(&[
+        ("DATABASE_URL", certified_url("")),
+        ("NUMBERING_DATABASE_CERT_FILE", cluster_file("client.crt")),
+        ("NUMBERING_DATABASE_KEY_FILE", cluster_file("client.key")),
+    ])
     .await;
     assert_eq!(
         health(&server.endpoint, "").await,
