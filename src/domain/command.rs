@@ -60,6 +60,16 @@ pub enum Selection {
     },
 }
 
+impl Selection {
+    /// How many numbers it asks for: the numbers named, or the quantity.
+    pub fn count(&self) -> i64 {
+        match self {
+            Selection::Named(keys) => keys.len() as i64,
+            Selection::Quantity { count, .. } => *count,
+        }
+    }
+}
+
 /// Allocate or transfer: from one account to another.
 #[derive(Debug, Clone)]
 pub struct MoveNumbers {

@@ -24,6 +24,10 @@ use crate::store::{Answered, Db, Deadline, Mutation};
 /// The most calls one group takes.
 pub const MAX_GROUP: usize = 64;
 
+/// The most numbers one group moves (past the first call): a group of large quantities holds
+/// its rows and its callers no longer than a few hundred single allocations would.
+pub const MAX_GROUP_NUMBERS: i64 = 1_000;
+
 /// One allocation waiting for its group.
 pub struct Pending {
     pub principal: Principal,
@@ -111,14 +115,25 @@ impl Together {
 struct Running<'a>(&'a Together);
 
 impl Running<'_> {
-    /// The next group: every call queued, up to [`MAX_GROUP`]; none when the queue is empty,
+    /// The next group: every call queued, up to [`MAX_GROUP`] calls and [`MAX_GROUP_NUMBERS`]
+    /// numbers; none when the queue is empty,
     /// and then this group's place is given back.
     fn next(&mut self) -> Option<Vec<Pending>> {
         let mut s = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         if s.queue.is_empty() {
             return None;
         }
-        let n = s.queue.len().min(MAX_GROUP);
+        let mut numbers = 0;
+        let n = s
+            .queue
+            .iter()
+            .take(MAX_GROUP)
+            .take_while(|p| {
+                numbers += p.command.selection.count();
+                numbers <= MAX_GROUP_NUMBERS
+            })
+            .count()
+            .max(1);
         Some(s.queue.drain(..n).collect())
     }
 }

@@ -69,6 +69,7 @@ impl Db {
             .collect();
         let deadline = latest(calls);
         let mut client = self.client_until(deadline).await?;
+        let mut timed = crate::metrics::Transaction::start(calls.first().map_or("", |m| m.method));
         let tx = client.transaction().await?;
         deadline::bound(&tx, deadline).await?;
 
@@ -113,6 +114,7 @@ impl Db {
         }
         record_all(&tx, &guards, &fingerprints, &records).await?;
         tx.commit().await?;
+        timed.end("commit");
         Ok(outcomes)
     }
 }
