@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use numbering::domain::account::child_path;
 use numbering_client::v1 as pb;
-use pb::import_numbers_request::Part;
 
 use common::{BoxError, create_account, env_u64, percentile, pg_program, seed_numbers};
 
@@ -59,35 +58,7 @@ async fn main() -> Result<(), BoxError> {
     for i in 0..import_rows {
         csv.push_str(&format!("+1303{},Acme\n", 2_000_000 + i));
     }
-    let messages: Vec<pb::ImportNumbersRequest> = std::iter::once(pb::ImportNumbersRequest {
-        part: Some(Part::Options(pb::ImportOptions {
-            owner_id: importer.id.clone(),
-            mode: pb::ImportMode::BestEffort as i32,
-            ..Default::default()
-        })),
-    })
-    .chain(
-        csv.as_bytes()
-            .chunks(1 << 20)
-            .map(|c| pb::ImportNumbersRequest {
-                part: Some(Part::Chunk(c.to_vec())),
-            }),
-    )
-    .collect();
-    let t = Instant::now();
-    let mut answers = c
-        .number_pool
-        .import_numbers(futures::stream::iter(messages))
-        .await?
-        .into_inner();
-    let mut result = None;
-    while let Some(a) = answers.message().await? {
-        if let Some(pb::import_numbers_response::Part::Result(r)) = a.part {
-            result = Some(r);
-        }
-    }
-    let import_time = t.elapsed();
-    let result = result.ok_or("the import answered no result")?;
+    let (result, import_time) = common::import_csv(&mut c, &importer, &csv).await?;
     let (_, import_peak) = b.server_memory_mib();
 
     let copy_file = b.cluster.dir.join("copy.tsv");
