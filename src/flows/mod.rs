@@ -109,15 +109,11 @@ pub async fn require_live_caller(db: &impl GenericClient, p: &Principal) -> Resu
     }
 }
 
-/// Whether the caller sits below the provider, where RETURNED numbers have left its view.
-pub async fn below_provider(db: &impl GenericClient, p: &Principal) -> Result<bool> {
-    match p.account_id.filter(|_| !p.is_platform()) {
-        Some(own) => Ok(store::accounts::get(db, own, Lock::No)
-            .await?
-            .parent_id
-            .is_some()),
-        None => Ok(false),
-    }
+/// Whether the caller sits below the provider, where RETURNED numbers have left its view. Any
+/// account in the caller's scope tells it, by its provider: no read of the caller's own.
+pub fn below_provider(p: &Principal, in_scope: &Account) -> bool {
+    p.acting_account()
+        .is_some_and(|own| own != in_scope.provider_id)
 }
 
 /// Which of the accounts `named` (in events) the caller may see: one query for their paths;

@@ -177,24 +177,28 @@ pub async fn delete(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()> {
 }
 
 /// Resolves the scope of a number filter against what the caller may see.
-async fn filter_scope(db: &impl GenericClient, p: &Principal, f: &NumberFilter) -> Result<Scope> {
+async fn filter_scope(
+    db: &impl GenericClient,
+    p: &Principal,
+    f: &NumberFilter,
+) -> Result<(Scope, bool)> {
     let root = match (f.holder_id, p.account_id) {
         (Some(h), _) => scoped_account(db, p, h, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?,
         (None, _) if p.is_platform() => {
-            return Ok(f.owner_id.map_or(Scope::All, Scope::Provider));
+            return Ok((f.owner_id.map_or(Scope::All, Scope::Provider), false));
         }
         (None, Some(own)) => {
             scoped_account(db, p, own, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?
         }
         (None, None) => return Err(Error::PermissionDenied),
     };
-    Ok(
-        match (f.holder_id.is_some() && !f.include_subtree, root.depth) {
-            (true, _) => Scope::Holder(root.id),
-            (false, 0) => Scope::Provider(root.id),
-            (false, _) => Scope::Subtree(root.path),
-        },
-    )
+    let hide_returned = below_provider(p, &root);
+    let scope = match (f.holder_id.is_some() && !f.include_subtree, root.depth) {
+        (true, _) => Scope::Holder(root.id),
+        (false, 0) => Scope::Provider(root.id),
+        (false, _) => Scope::Subtree(root.path),
+    };
+    Ok((scope, hide_returned))
 }
 
 /// A filter made into a query the caller may run: List and Export.
@@ -203,13 +207,13 @@ pub async fn query(
     p: &Principal,
     f: &NumberFilter,
 ) -> Result<NumberQuery> {
-    let scope = filter_scope(db, p, f).await?;
+    let (scope, hide_returned) = filter_scope(db, p, f).await?;
     // A provider's scope already is its owner filter.
     let owner_id = f
         .owner_id
         .filter(|o| !matches!(scope, Scope::Provider(p) if p == *o));
     let mut q = NumberQuery::new(scope);
-    q.hide_returned = below_provider(db, p).await?;
+    q.hide_returned = hide_returned;
     q.owner_id = owner_id;
     q.statuses = f.statuses.clone();
     q.series_id = f.series_id;
@@ -327,7 +331,7 @@ pub async fn tags(
 ) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
     let account =
         scoped_account(db, p, account_id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?;
-    let hide_returned = below_provider(db, p).await?;
+    let hide_returned = below_provider(p, &account);
     inventory::tags(db, account.provider_id, &account.path, hide_returned).await
 }
 

@@ -442,7 +442,8 @@ pub async fn event_at(
         .map(event_from_row))
 }
 
-/// The number that carried `e164` at `time` (an E.164 may be deleted and added again).
+/// The number that carried `e164` at `time` (an E.164 may be deleted and added again): the
+/// live one (numbers_live_e164) or one deleted since (numbers_deleted_e164).
 pub async fn live_at(
     db: &impl GenericClient,
     e164: &str,
@@ -450,8 +451,12 @@ pub async fn live_at(
 ) -> Result<Option<Uuid>> {
     Ok(db
         .query_opt(
-            "SELECT id FROM numbers
-             WHERE e164 = $1 AND create_time <= $2 AND (delete_time IS NULL OR delete_time > $2)
+            "SELECT id, create_time FROM numbers
+             WHERE e164 = $1 AND status <> 'deleted' AND create_time <= $2
+               AND (delete_time IS NULL OR delete_time > $2)
+             UNION ALL
+             SELECT id, create_time FROM numbers
+             WHERE e164 = $1 AND status = 'deleted' AND create_time <= $2 AND delete_time > $2
              ORDER BY create_time DESC LIMIT 1",
             &[&e164, &time],
         )

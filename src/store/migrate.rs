@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "events",
         include_str!("../../migrations/0006_events.sql"),
     ),
+    (
+        7,
+        "set_based_checks",
+        include_str!("../../migrations/0007_set_based_checks.sql"),
+    ),
 ];
 
 /// Any fixed key; it only has to be the same for every replica.

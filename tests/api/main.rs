@@ -19,6 +19,7 @@ mod observe;
 mod otlp;
 mod pg_tls;
 mod requests;
+mod schema;
 mod seeds;
 mod tenancy;
 mod tls;

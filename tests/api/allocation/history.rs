@@ -239,3 +239,39 @@ async fn history_names_no_account_outside_the_readers_scope() {
     assert_eq!(event.actor_account_id, "");
     assert_eq!(at.state.unwrap().holder_id, t.a.id);
 }
+
+#[tokio::test]
+async fn an_e164_deleted_and_added_again_answers_for_the_number_that_carried_it_then() {
+    let app = crate::helpers::spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut admin = app.admin(&provider).await;
+    let first = app.add_number(&provider, "+13035550100").await;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(20));
+    pause().await;
+    let while_first = now();
+    ok(admin
+        .number_pool
+        .delete_number(crate::requests::delete_number(&first.id))
+        .await);
+    pause().await;
+    let between = now();
+    pause().await;
+    let second = app.add_number(&provider, "+13035550100").await;
+    assert_ne!(second.id, first.id);
+    pause().await;
+
+    let at = |time| state_at("+13035550100", time);
+    let then = ok(admin.allocation.get_number_state_at(at(while_first)).await);
+    assert_eq!(then.event.unwrap().number_id, first.id);
+    assert_eq!(
+        then.state.unwrap().status,
+        pb::NumberStatus::Available as i32
+    );
+    let latest = ok(admin.allocation.get_number_state_at(at(now())).await);
+    assert_eq!(latest.event.unwrap().number_id, second.id);
+    // Between the two, no number carried it: the one carrying it now was not yet added.
+    assert_violates(
+        admin.allocation.get_number_state_at(at(between)).await,
+        "NUMBER_NOT_YET_ADDED",
+    );
+}
