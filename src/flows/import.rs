@@ -283,6 +283,7 @@ async fn store_import(
         reader.rewind().await?;
         let copy = store::copy_numbers(&tx).await?;
         futures::pin_mut!(copy);
+        let mut picks = Picks::default();
         while reader.next_frame().await? {
             let mut rows = reader.frame();
             while let Some(row) = SpooledRow::read(&mut rows) {
@@ -303,6 +304,7 @@ async fn store_import(
                     holder,
                     holder_path,
                     series: series.file(row.e164),
+                    pick: picks.next(),
                 };
                 store::write_number(copy.as_mut(), &row, &filing).await?;
             }
@@ -440,6 +442,30 @@ impl Ids {
     }
 }
 
+/// Where quantity allocation finds each number (`numbers.pick`): one random value for each run
+/// of [`Picks::RUN`] rows. Equal keys are ordered by the row's place in the table, so an
+/// allocation that starts at a random point takes a run of rows that lie side by side in the
+/// table and its indexes (what the rows share, pages and index leaves, is written once), while
+/// concurrent allocations still start far apart. A random value per row scatters a hundred
+/// numbers over a hundred pages: measured, 15,000 against 23,600 numbers/s at quantity 100.
+#[derive(Default)]
+struct Picks {
+    value: f64,
+    left: u32,
+}
+
+impl Picks {
+    const RUN: u32 = 1000;
+
+    fn next(&mut self) -> f64 {
+        if self.left == 0 {
+            (self.value, self.left) = (rand::random(), Self::RUN);
+        }
+        self.left -= 1;
+        self.value
+    }
+}
+
 /// A provider's series by prefix: a number is filed in the series with the longest prefix
 /// that starts it, as `series_of` files the numbers added one by one.
 struct SeriesIndex {
@@ -561,6 +587,16 @@ mod tests {
         assert_eq!(index.file("+442079460018"), Some(uk));
         assert_eq!(index.file("+33123456789"), None);
         assert_eq!(SeriesIndex::new(Vec::new()).file("+13035550100"), None);
+    }
+
+    #[test]
+    fn rows_share_a_pick_in_runs_and_each_run_draws_its_own() {
+        let mut picks = Picks::default();
+        let drawn: Vec<f64> = (0..3 * Picks::RUN).map(|_| picks.next()).collect();
+        let runs: Vec<&[f64]> = drawn.chunks(Picks::RUN as usize).collect();
+        assert!(runs.iter().all(|run| run.iter().all(|p| *p == run[0])));
+        assert!(runs.iter().all(|run| (0.0..1.0).contains(&run[0])));
+        assert!(runs[0][0] != runs[1][0] && runs[1][0] != runs[2][0]);
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub async fn copy_numbers(tx: &Tx<'_>) -> Result<BinaryCopyInWriter> {
     let sink = tx
         .copy_in(
             "COPY numbers (id, provider_id, e164, holder_id, holder_path, status, series_id,
-                 number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels)
+                 number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels,
+                 pick)
              FROM STDIN BINARY",
         )
         .await?;
@@ -76,6 +77,7 @@ pub async fn copy_numbers(tx: &Tx<'_>) -> Result<BinaryCopyInWriter> {
             Type::TEXT,
             Type::TEXT_ARRAY,
             Type::JSONB,
+            Type::FLOAT8,
         ],
     ))
 }
@@ -87,6 +89,8 @@ pub struct Filing<'a> {
     pub holder: Uuid,
     pub holder_path: &'a str,
     pub series: Option<Uuid>,
+    /// Where quantity allocation finds it: shared by a run of rows (see flows::import).
+    pub pick: f64,
 }
 
 /// Adds a number, AVAILABLE in its holder, with the row's attributes.
@@ -111,6 +115,7 @@ pub async fn write_number(
         &row.service_info,
         &row.tags(),
         &JsonText(row.labels),
+        &f.pick,
     ])
     .await?)
 }
