@@ -111,9 +111,9 @@ pub async fn require_live_caller(db: &impl GenericClient, p: &Principal) -> Resu
 
 /// Whether the caller sits below the provider, where RETURNED numbers have left its view. Any
 /// account in the caller's scope tells it, by its provider: no read of the caller's own.
-pub fn below_provider(p: &Principal, in_scope: &Account) -> bool {
+pub fn below_provider(p: &Principal, provider_of_one_in_scope: Uuid) -> bool {
     p.acting_account()
-        .is_some_and(|own| own != in_scope.provider_id)
+        .is_some_and(|own| own != provider_of_one_in_scope)
 }
 
 /// Which of the accounts `named` (in events) the caller may see: one query for their paths;

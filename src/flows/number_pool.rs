@@ -18,6 +18,7 @@ use crate::domain::principal::{Principal, Reach, Role};
 use crate::domain::series::Series;
 use crate::domain::trunk::{self, SipTrunk};
 use crate::error::{Error, Result};
+use crate::store::accounts::{self, Placement};
 use crate::store::inventory::{self, BySeries, Counts};
 use crate::store::numbers::{self, NumberQuery, Scope};
 use crate::store::{GenericClient, Lock, Tx, series, trunks};
@@ -176,38 +177,30 @@ pub async fn delete(tx: &Tx<'_>, caller: &Caller, c: Delete) -> Result<()> {
     Ok(())
 }
 
-/// Resolves the scope of a number filter against what the caller may see.
-async fn filter_scope(
-    db: &impl GenericClient,
-    p: &Principal,
-    f: &NumberFilter,
-) -> Result<(Scope, bool)> {
-    let root = match (f.holder_id, p.account_id) {
-        (Some(h), _) => scoped_account(db, p, h, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?,
-        (None, _) if p.is_platform() => {
-            return Ok((f.owner_id.map_or(Scope::All, Scope::Provider), false));
-        }
-        (None, Some(own)) => {
-            scoped_account(db, p, own, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?
-        }
-        (None, None) => return Err(Error::PermissionDenied),
-    };
-    let hide_returned = below_provider(p, &root);
-    let scope = match (f.holder_id.is_some() && !f.include_subtree, root.depth) {
-        (true, _) => Scope::Holder(root.id),
-        (false, 0) => Scope::Provider(root.id),
-        (false, _) => Scope::Subtree(root.path),
-    };
-    Ok((scope, hide_returned))
+/// The account a filter is rooted at: its holder, or the caller's own account; `None` for the
+/// platform without a holder (every number, or one owner's).
+fn filter_root(p: &Principal, f: &NumberFilter) -> Result<Option<Uuid>> {
+    match (f.holder_id, p.account_id) {
+        (Some(h), _) => Ok(Some(h)),
+        (None, _) if p.is_platform() => Ok(None),
+        (None, Some(own)) => Ok(Some(own)),
+        (None, None) => Err(Error::PermissionDenied),
+    }
 }
 
-/// A filter made into a query the caller may run: List and Export.
-pub async fn query(
-    db: &impl GenericClient,
-    p: &Principal,
-    f: &NumberFilter,
-) -> Result<NumberQuery> {
-    let (scope, hide_returned) = filter_scope(db, p, f).await?;
+/// A filter made into a query, rooted at `root` (where it sits; the caller may see it).
+fn rooted_query(p: &Principal, f: &NumberFilter, root: Option<&Placement>) -> NumberQuery {
+    let (scope, hide_returned) = match root {
+        None => (f.owner_id.map_or(Scope::All, Scope::Provider), false),
+        Some(root) => (
+            match (f.holder_id.is_some() && !f.include_subtree, root.depth) {
+                (true, _) => Scope::Holder(root.id),
+                (false, 0) => Scope::Provider(root.id),
+                (false, _) => Scope::Subtree(root.path.clone()),
+            },
+            below_provider(p, root.provider_id),
+        ),
+    };
     // A provider's scope already is its owner filter.
     let owner_id = f
         .owner_id
@@ -224,10 +217,31 @@ pub async fn query(
     q.reservation_tag = f.reservation_tag.clone();
     q.reserved_for = f.reserved_for.clone();
     q.sip_trunk = f.sip_trunk.clone();
-    Ok(q)
+    q
 }
 
-/// A page of the numbers a filter selects, after the cursor `after`.
+/// A filter made into a query the caller may run, its root read from the database: List (the
+/// first time) and Export.
+pub async fn query(
+    db: &impl GenericClient,
+    p: &Principal,
+    f: &NumberFilter,
+) -> Result<NumberQuery> {
+    let root = match filter_root(p, f)? {
+        Some(id) => {
+            let account =
+                scoped_account(db, p, id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?;
+            accounts::remember(&account);
+            Some(accounts::placement_of(&account))
+        }
+        None => None,
+    };
+    Ok(rooted_query(p, f, root.as_ref()))
+}
+
+/// A page of the numbers a filter selects, after the cursor `after`. A root whose placement is
+/// kept is not read first: the page's statement checks that it still exists, and only an empty
+/// page reads it, to tell "nothing" from "gone" (one round trip for a page, not two).
 pub async fn list(
     db: &impl GenericClient,
     p: &Principal,
@@ -235,8 +249,18 @@ pub async fn list(
     after: Option<&(String, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Number>> {
-    let q = query(db, p, f).await?;
-    numbers::list(db, &q, after, limit).await
+    let Some(root) = filter_root(p, f)?.and_then(accounts::placement) else {
+        let q = query(db, p, f).await?;
+        return numbers::list(db, &q, after, limit).await;
+    };
+    p.authorize(&root.path, Role::Viewer, Reach::OwnOrBelow)?;
+    let mut q = rooted_query(p, f, Some(&root));
+    q.live_account = Some(root.id);
+    let page = numbers::list(db, &q, after, limit).await?;
+    if page.is_empty() {
+        scoped_account(db, p, root.id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?;
+    }
+    Ok(page)
 }
 
 /// What a search found: single numbers, or runs of consecutive numbers with their numbers.
@@ -331,7 +355,7 @@ pub async fn tags(
 ) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
     let account =
         scoped_account(db, p, account_id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?;
-    let hide_returned = below_provider(p, &account);
+    let hide_returned = below_provider(p, account.provider_id);
     inventory::tags(db, account.provider_id, &account.path, hide_returned).await
 }
 

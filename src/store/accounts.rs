@@ -1,6 +1,7 @@
 //! Accounts in PostgreSQL: the tree by materialised path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio_postgres::Row;
@@ -58,6 +59,52 @@ pub async fn get(db: &impl GenericClient, id: Uuid, lock: Lock) -> Result<Accoun
         .await?
         .map(|r| from_row(&r))
         .ok_or_else(|| not_found(id))
+}
+
+/// Where an account sits: its provider, path and depth. They are fixed for its life (an account
+/// never moves, and an id is never reused), so once read they are kept, and a read-only call
+/// that only needs them spares a round trip. Whether the account still exists is not fixed: a
+/// statement built from a kept placement checks that itself ([`NumberQuery::live_account`]).
+///
+/// [`NumberQuery::live_account`]: super::numbers::NumberQuery
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub id: Uuid,
+    pub provider_id: Uuid,
+    pub path: String,
+    pub depth: i32,
+}
+
+/// At most this many placements are kept (about 2 MB at depth 10); past it they are dropped
+/// and read again.
+const PLACEMENTS_KEPT: usize = 5_000;
+
+static PLACEMENTS: LazyLock<Mutex<HashMap<Uuid, Placement>>> = LazyLock::new(Default::default);
+
+/// The placement of account `id`, if it was read before.
+pub fn placement(id: Uuid) -> Option<Placement> {
+    PLACEMENTS.lock().ok()?.get(&id).cloned()
+}
+
+/// Where `account` sits.
+pub fn placement_of(account: &Account) -> Placement {
+    Placement {
+        id: account.id,
+        provider_id: account.provider_id,
+        path: account.path.clone(),
+        depth: account.depth,
+    }
+}
+
+/// Keeps where `account` sits, for [`placement`].
+pub fn remember(account: &Account) {
+    if let Ok(mut kept) = PLACEMENTS.lock() {
+        if kept.len() >= PLACEMENTS_KEPT {
+            kept.clear();
+        }
+        kept.entry(account.id)
+            .or_insert_with(|| placement_of(account));
+    }
 }
 
 /// The first account, from the provider down, on the path of account `id` (itself included)

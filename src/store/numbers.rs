@@ -307,6 +307,9 @@ pub struct NumberQuery {
     pub sip_trunk: Option<String>,
     /// Leave RETURNED numbers out: they have left their holder's own view.
     pub hide_returned: bool,
+    /// Select nothing unless this account exists: the scope was built from a kept placement
+    /// (`accounts::placement`), not from a read of the account.
+    pub live_account: Option<Uuid>,
 }
 
 type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
@@ -326,6 +329,7 @@ impl NumberQuery {
             reserved_for: None,
             sip_trunk: None,
             hide_returned: false,
+            live_account: None,
         }
     }
 
@@ -402,6 +406,14 @@ impl NumberQuery {
         }
         if let Some(t) = &self.sip_trunk {
             bind(&mut clauses, "sip_trunk = ?", Box::new(t.clone()));
+        }
+        if let Some(a) = self.live_account {
+            // Uncorrelated: evaluated once, before the first row (a one-time filter).
+            bind(
+                &mut clauses,
+                "EXISTS (SELECT 1 FROM accounts WHERE id = ? AND delete_time IS NULL)",
+                Box::new(a),
+            );
         }
         if clauses.is_empty() {
             clauses.push("true".into());

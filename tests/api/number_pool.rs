@@ -788,3 +788,88 @@ async fn a_search_for_consecutive_numbers_answers_at_most_a_page_of_numbers() {
     assert_eq!(longer_than_a_page.ranges.len(), 1);
     assert_eq!(longer_than_a_page.numbers.len(), 10);
 }
+
+#[tokio::test]
+async fn a_list_rooted_at_an_account_deleted_since_its_last_list_is_refused_as_before() {
+    let app = spawn_app().await;
+    let t = app.tree().await;
+    let number = app.add_number(&t.provider, "+13035550100").await;
+    app.allocate_named(&t.provider, &t.a1, &[&number.e164])
+        .await;
+    let (mut provider, mut own) = (app.admin(&t.provider).await, app.admin(&t.a1).await);
+    let of_a1 = || pb::NumberFilter {
+        holder_id: t.a1.id.clone(),
+        ..Default::default()
+    };
+    let listed = |page: pb::ListNumbersResponse| -> Vec<String> {
+        page.numbers.into_iter().map(|n| n.e164).collect()
+    };
+    // Listed twice each: the second list starts from what the first one learnt of the account.
+    for _ in 0..2 {
+        let mine = ok(own
+            .number_pool
+            .list_numbers(crate::requests::list_numbers(Default::default()))
+            .await);
+        assert_eq!(listed(mine), [number.e164.clone()]);
+        let below = ok(provider
+            .number_pool
+            .list_numbers(crate::requests::list_numbers(of_a1()))
+            .await);
+        assert_eq!(listed(below), [number.e164.clone()]);
+    }
+    ok(provider
+        .allocation
+        .withdraw_numbers(crate::requests::withdraw(
+            &t.a1,
+            crate::requests::named(&[&number.e164]),
+        ))
+        .await);
+    // Empty now, and still there: an empty page, not a refusal.
+    let empty = ok(own
+        .number_pool
+        .list_numbers(crate::requests::list_numbers(Default::default()))
+        .await);
+    assert!(empty.numbers.is_empty());
+
+    ok(provider
+        .tenancy
+        .delete_account(crate::requests::delete_account(&t.a1.id))
+        .await);
+    assert_error(
+        own.number_pool
+            .list_numbers(crate::requests::list_numbers(Default::default()))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_error(
+        provider
+            .number_pool
+            .list_numbers(crate::requests::list_numbers(of_a1()))
+            .await,
+        Code::PermissionDenied,
+    );
+    assert_error(
+        app.platform()
+            .number_pool
+            .list_numbers(crate::requests::list_numbers(of_a1()))
+            .await,
+        Code::NotFound,
+    );
+    // Out of scope is refused from the kept placement as from a read: a sibling's admin.
+    let mut sibling = app.admin(&t.b).await;
+    let of_a = pb::NumberFilter {
+        holder_id: t.a.id.clone(),
+        ..Default::default()
+    };
+    ok(provider
+        .number_pool
+        .list_numbers(crate::requests::list_numbers(of_a.clone()))
+        .await);
+    assert_error(
+        sibling
+            .number_pool
+            .list_numbers(crate::requests::list_numbers(of_a))
+            .await,
+        Code::PermissionDenied,
+    );
+}
