@@ -810,12 +810,12 @@ async fn a_list_rooted_at_an_account_deleted_since_its_last_list_is_refused_as_b
             .number_pool
             .list_numbers(crate::requests::list_numbers(Default::default()))
             .await);
-        assert_eq!(listed(mine), [number.e164.clone()]);
+        assert_eq!(listed(mine), vec![number.e164.clone()]);
         let below = ok(provider
             .number_pool
             .list_numbers(crate::requests::list_numbers(of_a1()))
             .await);
-        assert_eq!(listed(below), [number.e164.clone()]);
+        assert_eq!(listed(below), vec![number.e164.clone()]);
     }
     ok(provider
         .allocation
