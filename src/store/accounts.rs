@@ -266,7 +266,8 @@ pub async fn path(db: &impl GenericClient, ids: &[Uuid]) -> Result<Vec<Account>>
 
 /// The live accounts `ids` names and every account on the path of each of `targets` (from the
 /// provider down to the target itself), in one query: what a group of moves into `targets`
-/// needs to judge scope, suspension and the accounts the numbers enter.
+/// needs to judge scope, suspension and the accounts the numbers enter. One `= ANY` of one
+/// array, so the primary key serves it: an `OR` with the subquery would read every account.
 pub async fn with_paths(
     db: &impl GenericClient,
     ids: &[Uuid],
@@ -274,7 +275,7 @@ pub async fn with_paths(
 ) -> Result<Vec<Account>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM accounts
-         WHERE delete_time IS NULL AND (id = ANY($1) OR id IN (
+         WHERE delete_time IS NULL AND id = ANY($1::uuid[] || ARRAY(
              SELECT unnest(string_to_array(trim(both '/' from t.path), '/')::uuid[])
              FROM accounts t WHERE t.id = ANY($2)))"
     );
