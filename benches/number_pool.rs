@@ -151,31 +151,11 @@ async fn main() -> Result<(), BoxError> {
     let mut rpc = Vec::new();
     for p in &prefixes {
         let t = Instant::now();
-        let page = c
-            .number_pool
-            .list_numbers(pb::ListNumbersRequest {
-                filter: Some(pb::NumberFilter {
-                    owner_id: pool.id.clone(),
-                    prefix: p.clone(),
-                    ..Default::default()
-                }),
-                page_size: 100,
-                page_token: String::new(),
-            })
-            .await?
-            .into_inner();
+        let page = common::list_page(&mut c, &pool.id, p).await?;
         rpc.push(t.elapsed());
         assert_eq!(page.numbers.len(), 100);
     }
-    let statement = b
-        .cluster
-        .sql
-        .prepare(&format!(
-            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164, id LIMIT 101",
-            numbering::store::numbers::COLUMNS
-        ))
-        .await
-        ?;
+    let statement = common::prepare_bare_page(&b.cluster.sql).await?;
     let mut bare = Vec::new();
     for p in &prefixes {
         let t = Instant::now();

@@ -36,8 +36,8 @@ use numbering_client::v1 as pb;
 use uuid::Uuid;
 
 use common::{
-    Bench, BoxError, Latencies, create_account, env_u64, import_csv, machine, pgbench, psql_copy,
-    seed_numbers, sized, thousands,
+    Bench, BoxError, Latencies, create_account, env_u64, import_csv, list_page, machine, pgbench,
+    prepare_bare_page, psql_copy, seed_numbers, sized, thousands,
 };
 
 struct Config {
@@ -386,25 +386,17 @@ async fn list_row(
     let prefixes: Vec<String> = (0..calls)
         .map(|i| format!("+1{}", 2_000_000_000 + (i * 7_919_993) % span)[..9].to_string())
         .collect();
-    let statement = b
-        .cluster
-        .sql
-        .prepare(&format!(
-            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164, id LIMIT 101",
-            numbering::store::numbers::COLUMNS
-        ))
-        .await?;
+    let statement = prepare_bare_page(&b.cluster.sql).await?;
     let (mut rpc, mut bare) = (Latencies::default(), Latencies::default());
     // The hop on its own: a call that reads one row (GetAccount), beside its bare query.
     let (mut hop, mut hop_bare) = (Latencies::default(), Latencies::default());
     let account = b
         .cluster
         .sql
-        .prepare(
-            "SELECT id, provider_id, parent_id, path, depth, seq, display_name, kind, external_ref,
-                    state, labels, max_numbers, aging_period_seconds, version, create_time,
-                    update_time FROM accounts WHERE id = $1 AND delete_time IS NULL",
-        )
+        .prepare(&format!(
+            "SELECT {} FROM accounts WHERE id = $1 AND delete_time IS NULL",
+            numbering::store::accounts::COLUMNS
+        ))
         .await?;
     // The first few of each warm caches and connections, and are not counted.
     for (i, p) in prefixes.iter().enumerate() {
@@ -423,19 +415,7 @@ async fn list_row(
             hop_bare.record(read);
         }
         let t = Instant::now();
-        let page = c
-            .number_pool
-            .list_numbers(pb::ListNumbersRequest {
-                filter: Some(pb::NumberFilter {
-                    owner_id: provider.id.clone(),
-                    prefix: p.clone(),
-                    ..Default::default()
-                }),
-                page_size: 100,
-                page_token: String::new(),
-            })
-            .await?
-            .into_inner();
+        let page = list_page(c, &provider.id, p).await?;
         let listed = t.elapsed();
         let t = Instant::now();
         let rows = b

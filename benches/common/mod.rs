@@ -453,3 +453,36 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// A page of 100 of the owner's numbers whose E.164 starts with `prefix`, through ListNumbers.
+pub async fn list_page(
+    c: &mut Clients,
+    owner_id: &str,
+    prefix: &str,
+) -> Result<pb::ListNumbersResponse, BoxError> {
+    Ok(c.number_pool
+        .list_numbers(pb::ListNumbersRequest {
+            filter: Some(pb::NumberFilter {
+                owner_id: owner_id.into(),
+                prefix: prefix.into(),
+                ..Default::default()
+            }),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// The bare query that [`list_page`] amounts to: all columns, 101 rows (the 101st tells whether
+/// there is a next page). Parameters: the owner, the prefix, and the prefix followed by `:`.
+pub async fn prepare_bare_page(
+    sql: &tokio_postgres::Client,
+) -> Result<tokio_postgres::Statement, BoxError> {
+    Ok(sql
+        .prepare(&format!(
+            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164, id LIMIT 101",
+            numbering::store::numbers::COLUMNS
+        ))
+        .await?)
+}

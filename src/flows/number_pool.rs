@@ -231,8 +231,7 @@ pub async fn query(
         Some(id) => {
             let account =
                 scoped_account(db, p, id, Role::Viewer, Reach::OwnOrBelow, Lock::No).await?;
-            accounts::remember(&account);
-            Some(accounts::placement_of(&account))
+            Some(accounts::remember(&account))
         }
         None => None,
     };

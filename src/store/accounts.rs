@@ -12,7 +12,7 @@ use super::{GenericClient, Lock, errors};
 use crate::domain::account::{Account, AccountFields, AccountState, child_path};
 use crate::error::{Error, Result};
 
-const COLUMNS: &str = "id, provider_id, parent_id, path, depth, seq, display_name, kind, external_ref, \
+pub const COLUMNS: &str = "id, provider_id, parent_id, path, depth, seq, display_name, kind, external_ref, \
      state, labels, max_numbers, aging_period_seconds, version, create_time, update_time";
 
 fn from_row(r: &Row) -> Account {
@@ -87,7 +87,7 @@ pub fn placement(id: Uuid) -> Option<Placement> {
 }
 
 /// Where `account` sits.
-pub fn placement_of(account: &Account) -> Placement {
+fn placement_of(account: &Account) -> Placement {
     Placement {
         id: account.id,
         provider_id: account.provider_id,
@@ -96,15 +96,16 @@ pub fn placement_of(account: &Account) -> Placement {
     }
 }
 
-/// Keeps where `account` sits, for [`placement`].
-pub fn remember(account: &Account) {
+/// Keeps where `account` sits, for [`placement`], and answers it.
+pub fn remember(account: &Account) -> Placement {
+    let placement = placement_of(account);
     if let Ok(mut kept) = PLACEMENTS.lock() {
         if kept.len() >= PLACEMENTS_KEPT {
             kept.clear();
         }
-        kept.entry(account.id)
-            .or_insert_with(|| placement_of(account));
+        kept.insert(account.id, placement.clone());
     }
+    placement
 }
 
 /// The first account, from the provider down, on the path of account `id` (itself included)

@@ -59,9 +59,10 @@ impl Pool {
 /// Takes (locks) `n` unused numbers of the pool, or as many as it has once every transaction
 /// holding some of them has finished.
 ///
-/// The fast path waits for no one: `SKIP LOCKED` from a random point of the random `pick` key,
-/// wrapping around, so concurrent allocators start far apart and none crawls over the dead
-/// index entries that earlier allocations leave at the head of a pool. It runs behind a
+/// The fast path waits for no one: `SKIP LOCKED` from a random point of the `pick` key, wrapping
+/// around, so concurrent allocators start far apart and none crawls over the dead index entries
+/// that earlier allocations leave at the head of a pool. Imported rows share a pick in runs (see
+/// flows::import), so the numbers taken lie side by side. It runs behind a
 /// savepoint sent in the same round trip.
 ///
 /// When it comes up short, the rows it skipped may belong to a transaction that will roll back
