@@ -157,6 +157,11 @@ pub struct Bench {
 pub struct Server(Child);
 
 impl Server {
+    /// Starts `command` as a process killed when the bench ends.
+    pub fn spawn(command: &mut Command) -> std::io::Result<Self> {
+        command.spawn().map(Self)
+    }
+
     pub fn id(&self) -> u32 {
         self.0.id()
     }
@@ -475,13 +480,13 @@ pub async fn list_page(
 }
 
 /// The bare query that [`list_page`] amounts to: all columns, 101 rows (the 101st tells whether
-/// there is a next page). Parameters: the owner, the prefix, and the prefix followed by `:`.
+/// there is a next page), in E.164 order (unique among live numbers). Parameters: the owner, the prefix, and the prefix followed by `:`.
 pub async fn prepare_bare_page(
     sql: &tokio_postgres::Client,
 ) -> Result<tokio_postgres::Statement, BoxError> {
     Ok(sql
         .prepare(&format!(
-            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164, id LIMIT 101",
+            "SELECT {} FROM numbers WHERE provider_id = $1 AND status <> 'deleted' AND e164 >= $2 AND e164 < $3 ORDER BY e164 LIMIT 101",
             numbering::store::numbers::COLUMNS
         ))
         .await?)

@@ -521,7 +521,7 @@ async fn reject_over_quota(tx: &Tx<'_>, owner: Uuid) -> Result<Vec<Account>> {
 
 /// The CSV of the numbers a filter selects, in E.164 order, chunk by chunk.
 ///
-/// Each chunk is one keyset page (`ORDER BY e164, id`, after the last one sent), read on a
+/// Each chunk is one keyset page (in E.164 order, after the last one sent), read on a
 /// pooled connection taken for that page only and given back before the chunk goes to the
 /// caller, so a caller that reads slowly, or not at all, holds no share of the database.
 /// The export is therefore not one snapshot: under concurrent changes each number is exported

@@ -164,6 +164,7 @@ impl Db {
         };
         let pool = Pool::builder(manager)
             .max_size(max_connections)
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .wait_timeout(Some(Duration::from_secs(10)))
             .create_timeout(Some(Duration::from_secs(5)))
             .runtime(deadpool_postgres::Runtime::Tokio1)
