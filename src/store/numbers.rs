@@ -341,23 +341,15 @@ impl NumberQuery {
             params.push(p);
             clauses.push(sql.replace('?', &format!("${}", params.len())));
         };
-        // The scope's column, when the scope is one account's numbers (its parameter is $1).
-        let mut keyed: Option<&str> = None;
         match &self.scope {
             Scope::All => {}
-            Scope::Provider(p) => {
-                bind(&mut clauses, "provider_id = ?", Box::new(*p));
-                keyed = Some("provider_id");
-            }
+            Scope::Provider(p) => bind(&mut clauses, "provider_id = ?", Box::new(*p)),
             Scope::Subtree(path) => bind(
                 &mut clauses,
                 "holder_path LIKE ?",
                 Box::new(format!("{path}%")),
             ),
-            Scope::Holder(h) => {
-                bind(&mut clauses, "holder_id = ?", Box::new(*h));
-                keyed = Some("holder_id");
-            }
+            Scope::Holder(h) => bind(&mut clauses, "holder_id = ?", Box::new(*h)),
         }
         let with_deleted = self.statuses.contains(&NumberStatus::Deleted);
         if !with_deleted {
@@ -386,25 +378,25 @@ impl NumberQuery {
                 .take_while(|c| *c != '%' && *c != '_')
                 .collect();
             if !head.is_empty() {
-                let (low, high): (Param, Param) =
-                    (Box::new(head.clone()), Box::new(format!("{head}:")));
-                match &keyed {
-                    // Over the scope's index (`provider_id, e164`, `holder_id, e164`) as rows:
-                    // the same range, but a cached statement's generic plan costs a range on
-                    // parameters at 0.5% of the scope, often fewer rows than a page, and then
-                    // reads the whole range and sorts it (10,000 rows for a page of a
-                    // provider with 10,000 numbers); it costs each row bound at a third, so
-                    // reading the index in order and stopping after the page wins. Only that
-                    // index can serve a row bound led by the scope's column.
-                    Some(column) => {
-                        bind(&mut clauses, &format!("({column}, e164) >= ($1, ?)"), low);
-                        bind(&mut clauses, &format!("({column}, e164) < ($1, ?)"), high);
-                    }
-                    None => {
-                        bind(&mut clauses, "e164 >= ?", low);
-                        bind(&mut clauses, "e164 < ?", high);
-                    }
+                if matches!(self.scope, Scope::Provider(_)) {
+                    // From the provider's first number of the prefix as a row bound over its
+                    // index (`provider_id, e164`, the provider's parameter is $1): the same
+                    // range, but a cached statement's generic plan costs a two-sided range on
+                    // parameters at 0.5% of the provider's numbers, fewer than a page for
+                    // most pools, and then reads the whole range and sorts it (10,000 rows for
+                    // a page of a provider with 10,000 numbers). A row bound and a one-sided
+                    // one are a third each: reading the index in order and stopping after the
+                    // page wins. The upper bound stays a plain one, so that the scan ends at
+                    // the prefix's end when the page does not fill.
+                    bind(
+                        &mut clauses,
+                        "(provider_id, e164) >= ($1, ?)",
+                        Box::new(head.clone()),
+                    );
+                } else {
+                    bind(&mut clauses, "e164 >= ?", Box::new(head.clone()));
                 }
+                bind(&mut clauses, "e164 < ?", Box::new(format!("{head}:")));
             }
             if like != &format!("{head}%") {
                 bind(&mut clauses, "e164 LIKE ?", Box::new(like.clone()));
