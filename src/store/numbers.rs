@@ -378,24 +378,7 @@ impl NumberQuery {
                 .take_while(|c| *c != '%' && *c != '_')
                 .collect();
             if !head.is_empty() {
-                if matches!(self.scope, Scope::Provider(_)) {
-                    // From the provider's first number of the prefix as a row bound over its
-                    // index (`provider_id, e164`, the provider's parameter is $1): the same
-                    // range, but a cached statement's generic plan costs a two-sided range on
-                    // parameters at 0.5% of the provider's numbers, fewer than a page for
-                    // most pools, and then reads the whole range and sorts it (10,000 rows for
-                    // a page of a provider with 10,000 numbers). A row bound and a one-sided
-                    // one are a third each: reading the index in order and stopping after the
-                    // page wins. The upper bound stays a plain one, so that the scan ends at
-                    // the prefix's end when the page does not fill.
-                    bind(
-                        &mut clauses,
-                        "(provider_id, e164) >= ($1, ?)",
-                        Box::new(head.clone()),
-                    );
-                } else {
-                    bind(&mut clauses, "e164 >= ?", Box::new(head.clone()));
-                }
+                bind(&mut clauses, "e164 >= ?", Box::new(head.clone()));
                 bind(&mut clauses, "e164 < ?", Box::new(format!("{head}:")));
             }
             if like != &format!("{head}%") {
@@ -436,11 +419,6 @@ impl NumberQuery {
             clauses.push("true".into());
         }
         (clauses.join(" AND "), params)
-    }
-
-    /// The statement the first page of `limit` rows runs, to read its plan.
-    pub fn page_sql(&self, limit: i64) -> String {
-        self.select(None, Some(limit)).0
     }
 
     /// The full SELECT in E.164 order after `after` (E.164 and id), at most `limit` rows.
