@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::store::accounts::{self, Placement};
 use crate::store::inventory::{self, BySeries, Counts};
 use crate::store::numbers::{self, NumberQuery, Scope};
-use crate::store::{GenericClient, Lock, Tx, series, trunks};
+use crate::store::{GenericClient, Lock, Planned, Tx, series, trunks};
 
 /// A provider the caller administers (numbers and series belong to providers).
 pub async fn admin_provider(db: &impl GenericClient, p: &Principal, id: Uuid) -> Result<Account> {
@@ -242,7 +242,7 @@ pub async fn query(
 /// kept is not read first: the page's statement checks that it still exists, and only an empty
 /// page reads it, to tell "nothing" from "gone" (one round trip for a page, not two).
 pub async fn list(
-    db: &impl GenericClient,
+    db: &impl Planned,
     p: &Principal,
     f: &NumberFilter,
     after: Option<&(String, Uuid)>,
@@ -269,7 +269,7 @@ pub struct Found {
 }
 
 /// SearchAvailableNumbers: the holder's unused numbers by pattern, or runs of N consecutive.
-pub async fn search(db: &impl GenericClient, p: &Principal, s: &SearchAvailable) -> Result<Found> {
+pub async fn search(db: &impl Planned, p: &Principal, s: &SearchAvailable) -> Result<Found> {
     let holder = scoped_account(
         db,
         p,

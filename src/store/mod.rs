@@ -29,6 +29,55 @@ pub use deadline::Deadline;
 
 pub use deadpool_postgres::GenericClient;
 
+/// A typed parameter of [`Planned::query_planned`].
+pub type TypedParam<'a> = (
+    &'a (dyn tokio_postgres::types::ToSql + Sync),
+    tokio_postgres::types::Type,
+);
+
+/// A client that runs a statement planned for its parameters' values: unnamed and typed, so
+/// Parse, Bind and Execute go in one round trip and the database plans it for the values
+/// every time, never with a cached generic plan. For the statements whose best plan depends on
+/// the values (a page by prefix); a pooled connection or a transaction.
+pub trait Planned: GenericClient {
+    fn query_planned<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [TypedParam<'a>],
+    ) -> impl std::future::Future<
+        Output = std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+    > + Send
+    + 'a;
+}
+
+impl Planned for deadpool_postgres::Object {
+    fn query_planned<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [TypedParam<'a>],
+    ) -> impl std::future::Future<
+        Output = std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+    > + Send
+    + 'a {
+        let client: &tokio_postgres::Client = self;
+        client.query_typed(sql, params)
+    }
+}
+
+impl Planned for Transaction<'_> {
+    fn query_planned<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [TypedParam<'a>],
+    ) -> impl std::future::Future<
+        Output = std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+    > + Send
+    + 'a {
+        let tx: &tokio_postgres::Transaction<'_> = self;
+        tx.query_typed(sql, params)
+    }
+}
+
 /// The transaction a mutation runs in.
 pub type Tx<'a> = Transaction<'a>;
 

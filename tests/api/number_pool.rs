@@ -874,26 +874,43 @@ async fn a_list_rooted_at_an_account_deleted_since_its_last_list_is_refused_as_b
     );
 }
 
+/// `count` providers, each with 10,000 AVAILABLE numbers it holds itself, in a block of its
+/// own: +1 (`base` + p × `step` + 0..9,999), straight into the table.
+async fn providers_with_blocks(
+    app: &crate::helpers::TestApp,
+    sql: &tokio_postgres::Client,
+    count: i64,
+    base: i64,
+    step: i64,
+) -> Vec<pb::Account> {
+    let mut providers = Vec::new();
+    for p in 0..count {
+        let provider = app.provider(&format!("Pool {p}")).await;
+        let id = uuid::Uuid::parse_str(&provider.id).unwrap();
+        sql.execute(
+            "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
+             SELECT gen_random_uuid(), $1, '+1' || ($3::bigint + g)::text, $1, $2, 'available'
+             FROM generate_series(0, 9999) g",
+            &[
+                &id,
+                &numbering::domain::account::child_path("", id),
+                &(base + p * step),
+            ],
+        )
+        .await
+        .unwrap();
+        providers.push(provider);
+    }
+    providers
+}
+
 #[tokio::test]
 async fn pages_of_a_big_pool_by_prefix_come_whole_in_e164_order_and_end_at_the_prefix() {
     let app = spawn_app().await;
     let sql = app.connect_sql().await;
     // Three providers of 10,000 numbers in adjacent blocks: a prefix's last page must end at
     // the prefix, not run into the next numbers of the table.
-    let mut providers = Vec::new();
-    for p in 0..3 {
-        let provider = app.provider(&format!("Big {p}")).await;
-        let id = uuid::Uuid::parse_str(&provider.id).unwrap();
-        sql.execute(
-            "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
-             SELECT gen_random_uuid(), $1, '+1' || (3035000000 + $3::bigint * 10000 + g)::text, $1, $2, 'available'
-             FROM generate_series(0, 9999) g",
-            &[&id, &numbering::domain::account::child_path("", id), &(p as i64)],
-        )
-        .await
-        .unwrap();
-        providers.push(provider);
-    }
+    let providers = providers_with_blocks(&app, &sql, 3, 3_035_000_000, 10_000).await;
     sql.batch_execute("ANALYZE numbers").await.unwrap();
     let mut c = app.platform();
     for (owner, prefix, expected) in [
@@ -924,5 +941,60 @@ async fn pages_of_a_big_pool_by_prefix_come_whole_in_e164_order_and_end_at_the_p
             .map(|g| format!("+1{}", 3_035_000_000_u64 + g))
             .collect();
         assert_eq!(seen, expected, "{prefix}");
+    }
+}
+
+/// The index entries the connection's statements have read in `index` so far.
+async fn index_reads(db: &deadpool_postgres::Object, index: &str) -> i64 {
+    db.batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+    db.query_one(
+        "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = $1",
+        &[&index],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
+    let app = spawn_app().await;
+    let sql = app.connect_sql().await;
+    // 20 providers of 10,000 numbers each, each its own block of E.164s.
+    let providers: Vec<uuid::Uuid> =
+        providers_with_blocks(&app, &sql, 20, 2_000_000_000, 1_000_000)
+            .await
+            .iter()
+            .map(|p| uuid::Uuid::parse_str(&p.id).unwrap())
+            .collect();
+    sql.batch_execute("ANALYZE numbers").await.unwrap();
+
+    // The store's page of 100 (and its look-ahead) of a provider's block, from one pooled
+    // connection, as often as it takes a cached statement to go to its generic plan. That
+    // plan cannot see the prefix and reads the whole block (10,000 entries) to sort it; a
+    // page planned for its prefix reads the index in order and stops after the page.
+    let db = numbering::store::Db::new(app.database.clone(), 1).unwrap();
+    let client = db.client().await.unwrap();
+    for call in 0..8 {
+        let p = call % providers.len();
+        let mut q = numbering::store::numbers::NumberQuery::new(
+            numbering::store::numbers::Scope::Provider(providers[p]),
+        );
+        q.e164_like = Some(format!("+1{}%", 2000 + p));
+        let before = index_reads(&client, "numbers_provider_e164").await
+            + index_reads(&client, "numbers_live_e164").await;
+        let page = numbering::store::numbers::list(&client, &q, None, 101)
+            .await
+            .unwrap();
+        let read = index_reads(&client, "numbers_provider_e164").await
+            + index_reads(&client, "numbers_live_e164").await
+            - before;
+        assert_eq!(page.len(), 101);
+        assert!(
+            read <= 150,
+            "call {call} read {read} index entries for a page"
+        );
     }
 }
