@@ -231,14 +231,7 @@ async fn measure() -> Result<(), BoxError> {
     );
 
     let page = common::prepare_bare_page(&b.cluster.sql).await?;
-    let account = b
-        .cluster
-        .sql
-        .prepare(&format!(
-            "SELECT {} FROM accounts WHERE id = $1 AND delete_time IS NULL",
-            numbering::store::accounts::COLUMNS
-        ))
-        .await?;
+    let account = common::prepare_bare_account(&b.cluster.sql).await?;
     let names = [
         "empty call, bare tonic server",
         "empty call, the server",

@@ -390,14 +390,7 @@ async fn list_row(
     let (mut rpc, mut bare) = (Latencies::default(), Latencies::default());
     // The hop on its own: a call that reads one row (GetAccount), beside its bare query.
     let (mut hop, mut hop_bare) = (Latencies::default(), Latencies::default());
-    let account = b
-        .cluster
-        .sql
-        .prepare(&format!(
-            "SELECT {} FROM accounts WHERE id = $1 AND delete_time IS NULL",
-            numbering::store::accounts::COLUMNS
-        ))
-        .await?;
+    let account = common::prepare_bare_account(&b.cluster.sql).await?;
     // The first few of each warm caches and connections, and are not counted.
     for (i, p) in prefixes.iter().enumerate() {
         let t = Instant::now();

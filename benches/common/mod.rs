@@ -491,3 +491,15 @@ pub async fn prepare_bare_page(
         ))
         .await?)
 }
+
+/// The bare query of GetAccount: one account by id, all columns. Parameter: the id.
+pub async fn prepare_bare_account(
+    sql: &tokio_postgres::Client,
+) -> Result<tokio_postgres::Statement, BoxError> {
+    Ok(sql
+        .prepare(&format!(
+            "SELECT {} FROM accounts WHERE id = $1 AND delete_time IS NULL",
+            numbering::store::accounts::COLUMNS
+        ))
+        .await?)
+}

@@ -38,16 +38,13 @@ pub type TypedParam<'a> = (
 /// A client that runs a statement planned for its parameters' values: unnamed and typed, so
 /// Parse, Bind and Execute go in one round trip and the database plans it for the values
 /// every time, never with a cached generic plan. For the statements whose best plan depends on
-/// the values (a page by prefix); a pooled connection or a transaction.
+/// the values (a page by prefix). Deadpool's `GenericClient` has no `query_typed`.
 pub trait Planned: GenericClient {
     fn query_planned<'a>(
         &'a self,
         sql: &'a str,
         params: &'a [TypedParam<'a>],
-    ) -> impl std::future::Future<
-        Output = std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
-    > + Send
-    + 'a;
+    ) -> BoxFuture<'a, std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>;
 }
 
 impl Planned for deadpool_postgres::Object {
@@ -55,26 +52,9 @@ impl Planned for deadpool_postgres::Object {
         &'a self,
         sql: &'a str,
         params: &'a [TypedParam<'a>],
-    ) -> impl std::future::Future<
-        Output = std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
-    > + Send
-    + 'a {
+    ) -> BoxFuture<'a, std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>> {
         let client: &tokio_postgres::Client = self;
-        client.query_typed(sql, params)
-    }
-}
-
-impl Planned for Transaction<'_> {
-    fn query_planned<'a>(
-        &'a self,
-        sql: &'a str,
-        params: &'a [TypedParam<'a>],
-    ) -> impl std::future::Future<
-        Output = std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
-    > + Send
-    + 'a {
-        let tx: &tokio_postgres::Transaction<'_> = self;
-        tx.query_typed(sql, params)
+        Box::pin(client.query_typed(sql, params))
     }
 }
 

@@ -338,12 +338,19 @@ impl NumberQuery {
         }
     }
 
-    /// Whether the query bounds the E.164 by a prefix: a range whose best plan depends on it.
-    fn by_prefix(&self) -> bool {
+    /// The literal head of the E.164 pattern (`+1303` of `+1303555____`), empty when none.
+    fn prefix(&self) -> String {
         self.e164_like
             .as_deref()
-            .and_then(|like| like.chars().next())
-            .is_some_and(|c| c != '%' && c != '_')
+            .unwrap_or_default()
+            .chars()
+            .take_while(|c| *c != '%' && *c != '_')
+            .collect()
+    }
+
+    /// Whether the query bounds the E.164 by a prefix: a range whose best plan depends on it.
+    fn by_prefix(&self) -> bool {
+        !self.prefix().is_empty()
     }
 
     /// The WHERE clause and its parameters ($1...).
@@ -390,10 +397,7 @@ impl NumberQuery {
             // The literal head of the pattern as a range: a prepared statement's generic plan
             // cannot turn `LIKE $n` into index bounds, but it can use these. Under collation C,
             // every string that starts with `head` sorts in [head, head || ':').
-            let head: String = like
-                .chars()
-                .take_while(|c| *c != '%' && *c != '_')
-                .collect();
+            let head = self.prefix();
             if !head.is_empty() {
                 bind(&mut clauses, "e164 >= ?", param(head.clone(), Type::TEXT));
                 bind(
@@ -461,7 +465,6 @@ impl NumberQuery {
     /// yields a page in order, stopping after it; a tie-break on the id would make the database
     /// read and sort every number of the scope under the prefix first. Deleted numbers share
     /// E.164s; with them the id breaks ties.
-    ///
     fn select(&self, after: Option<&(String, Uuid)>, limit: Option<i64>) -> (String, Vec<Param>) {
         let unique = !self.statuses.contains(&NumberStatus::Deleted);
         let (mut clause, mut params) = self.where_clause();

@@ -998,3 +998,59 @@ async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_list_with_deleted_numbers_pages_through_numbers_that_shared_an_e164() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.admin(&provider).await;
+    // +13035550100 carried by three numbers over time, two of them deleted.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let n = app.add_number(&provider, "+13035550100").await;
+        ok(c.number_pool.delete_number(delete_number(&n.id)).await);
+        ids.push(n.id);
+    }
+    ids.push(app.add_number(&provider, "+13035550100").await.id);
+    app.add_number(&provider, "+13035550101").await;
+    ids.sort();
+    // Pages of one: live numbers alone are ordered by E.164; with deleted ones the id breaks
+    // the ties, and no number is skipped or repeated across the pages.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut request = list_numbers(pb::NumberFilter {
+            prefix: "+1303".into(),
+            statuses: vec![
+                pb::NumberStatus::Available as i32,
+                pb::NumberStatus::Deleted as i32,
+            ],
+            ..Default::default()
+        });
+        request.page_size = 1;
+        request.page_token = token;
+        let page = ok(c.number_pool.list_numbers(request).await);
+        seen.extend(page.numbers.into_iter().map(|n| (n.e164, n.id)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let (e164s, in_order): (Vec<String>, Vec<String>) = seen.into_iter().unzip();
+    assert_eq!(
+        e164s,
+        [
+            "+13035550100",
+            "+13035550100",
+            "+13035550100",
+            "+13035550101"
+        ]
+    );
+    assert_eq!(in_order[..3], ids[..]);
+    // Without the deleted ones, one number per E.164.
+    let live = pb::NumberFilter {
+        prefix: "+1303".into(),
+        ..Default::default()
+    };
+    assert_eq!(listed(&mut c, live).await, ["+13035550100", "+13035550101"]);
+}
