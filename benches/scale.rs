@@ -1,7 +1,8 @@
 //! Flat at scale (issue 12, item 4), `cargo bench --bench scale [-- --quick]`: BENCH_SCALE_ACCOUNTS
 //! (100,000) accounts in trees of depth BENCH_SCALE_DEPTH (10) under BENCH_SCALE_PROVIDERS
-//! (1,000) providers; the p50 and p99 of GetInventory, ListNumbers, SearchAvailableNumbers,
-//! AllocateNumbers and GetNumberStateAt with BENCH_SCALE_SMALL (100,000) numbers, then the same
+//! (1,000) providers; the p50 and p99 of GetInventory, ListNumbers (by the provider's prefix, and
+//! under `+1`, which every provider's numbers share), SearchAvailableNumbers, AllocateNumbers and
+//! GetNumberStateAt with BENCH_SCALE_SMALL (100,000) numbers, then the same
 //! calls after the same bench has grown the data to BENCH_SCALE_NUMBERS (10,000,000); the ratio
 //! of each (target: within 1.5x) and the server's resident memory throughout (target < 64 MiB).
 //!
@@ -12,7 +13,7 @@
 //! numbers held by itself, the others spread over its sub-accounts, so a provider's page by
 //! prefix, its search and its subtree inventory are the same calls at both sizes over 100 times
 //! the data. The calls go one at a time from one caller (BENCH_SCALE_CALLS per method and size,
-//! 1,000), the five methods interleaved, on targets that exist at both sizes.
+//! 1,000), the calls interleaved, on targets that exist at both sizes.
 //!
 //! At each size the calls run twice: first right after seeding, each the first to read its
 //! pages (some from disk: the seeding wrote more than the machine caches), then with the tables
@@ -189,21 +190,26 @@ async fn grow(
     Ok(())
 }
 
-/// The five calls' latencies at one size.
+/// The calls' latencies at one size.
 #[derive(Default)]
 struct Sample {
     inventory: Latencies,
     list: Latencies,
+    shared: Latencies,
     search: Latencies,
     allocate: Latencies,
     state_at: Latencies,
 }
 
 impl Sample {
-    fn methods(&mut self) -> [(&'static str, &mut Latencies); 5] {
+    fn methods(&mut self) -> [(&'static str, &mut Latencies); 6] {
         [
             ("GetInventory (provider's subtree)", &mut self.inventory),
             ("ListNumbers (page by prefix)", &mut self.list),
+            (
+                "ListNumbers (page under +1, every provider's)",
+                &mut self.shared,
+            ),
             ("SearchAvailableNumbers", &mut self.search),
             ("AllocateNumbers (quantity 1)", &mut self.allocate),
             ("GetNumberStateAt", &mut self.state_at),
@@ -275,6 +281,28 @@ async fn measure(b: &Bench, c: &mut Clients, cfg: &Config) -> Result<Sample, Box
         )
         .await?
         .into_inner();
+        // The same page under a prefix every provider's numbers share: the provider's block
+        // is one among many under it, anywhere in E.164 order.
+        let shared = timed(
+            &mut s.shared,
+            record,
+            c.number_pool.list_numbers(pb::ListNumbersRequest {
+                filter: Some(pb::NumberFilter {
+                    owner_id: provider.clone(),
+                    prefix: "+1".into(),
+                    ..Default::default()
+                }),
+                page_size: per.min(100) as i32,
+                page_token: String::new(),
+            }),
+        )
+        .await?
+        .into_inner();
+        if shared.numbers != page.numbers {
+            return Err(
+                format!("provider {p}: its page under +1 is not its page under {prefix}").into(),
+            );
+        }
         let found = timed(
             &mut s.search,
             record,
