@@ -78,6 +78,10 @@ const EXCEPTIONS: &[(&str, &str)] = &[
          on the coordinator. A platform call that names the owner is routed",
     ),
     (
+        "FROM numbers WHERE status <> 'deleted' AND e164 ~>=~ $1 AND e164 ~<~ $2",
+        "the same platform-wide list under a prefix (read in the live E.164 index's order)",
+    ),
+    (
         "FROM numbers WHERE status <> 'deleted' AND status = ANY($1)",
         "the same platform-wide list filtered by status",
     ),
@@ -141,9 +145,8 @@ const EXCEPTIONS: &[(&str, &str)] = &[
     ),
     // By the holding account: its provider is known (the account was read) but not passed.
     (
-        "FROM numbers WHERE holder_id = ",
-        "numbers held by an account (`= $1`, or `= ANY(ARRAY[$1::uuid])` in lists: pick, lists \
-         by holder, free runs, deletes' in-use checks): the holder \
+        "FROM numbers WHERE holder_id = $1",
+        "numbers held by an account (pick, lists by holder, free runs, deletes' in-use checks): the holder \
          is in one provider, read from the reference table just before; fix: add `AND \
          provider_id = $n` (src/store/allocation.rs, numbers.rs: files of other engineers)",
     ),
@@ -623,7 +626,6 @@ fn a_statement_keyed_by_its_provider_is_routed() {
     for sql in [
         "SELECT * FROM numbers WHERE provider_id = $1 AND holder_path LIKE $2",
         "SELECT * FROM numbers n WHERE n.provider_id = ANY($1)",
-        "SELECT * FROM numbers WHERE provider_id = ANY(ARRAY[$1::uuid]) ORDER BY provider_id, e164",
         "UPDATE numbers n SET series_id = NULL WHERE n.provider_id = $1 AND n.e164 LIKE $2",
         "SELECT * FROM numbers WHERE $1 = provider_id",
         "SELECT 1 FROM series WHERE id = $1 AND provider_id = $2",

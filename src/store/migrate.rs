@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "set_based_checks",
         include_str!("../../migrations/0007_set_based_checks.sql"),
     ),
+    (
+        8,
+        "live_e164_by_pattern",
+        include_str!("../../migrations/0008_live_e164_by_pattern.sql"),
+    ),
 ];
 
 /// Any fixed key; it only has to be the same for every replica.

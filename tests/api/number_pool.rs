@@ -974,12 +974,12 @@ async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
     // The store's page of 100 (and its look-ahead) of one provider's numbers (or one holder's:
     // here each provider holds its own), under a prefix they share with the others (`+120`,
     // the 20 blocks), under their own block's, or under none, from one pooled connection, more
-    // often than it takes a cached statement to go to its generic plan (five calls). Asked for
-    // in E.164 order alone, the database may read the E.164 index filtering by provider,
-    // costed as if each provider's numbers were spread evenly through it: here every block
-    // before the provider's (up to 190,000 entries). A generic plan cannot see the prefix and
-    // may read and sort the provider's whole block (10,000). A page in (scope, E.164) order,
-    // planned for its prefix, reads the scope's own index in order and stops after the page.
+    // often than it takes a cached statement to go to its generic plan (five calls). Were the
+    // live numbers' E.164 index in the column's order, the database could read a page from it
+    // filtering by provider, costed as if each provider's numbers were spread evenly: here
+    // every block before the provider's (190,101 entries). A generic plan cannot see the prefix
+    // and may read and sort the provider's whole block (10,000). Planned for its prefix, with
+    // only the scope's own index in that order, a page reads it in order and stops after it.
     let db = numbering::store::Db::new(app.database.clone(), 1).unwrap();
     let client = db.client().await.unwrap();
     let calls = [
@@ -1026,6 +1026,25 @@ async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
                 "provider {p} under '{prefix}': read {read} index entries for a page"
             );
         }
+    }
+    // Every provider's numbers (the platform's page) in the live numbers' index order.
+    for (prefix, first) in [("", 2_000_000_000), ("+12019", 2_019_000_000)] {
+        let mut q =
+            numbering::store::numbers::NumberQuery::new(numbering::store::numbers::Scope::All);
+        if !prefix.is_empty() {
+            q.e164_like = Some(format!("{prefix}%"));
+        }
+        let before = index_reads(&client, "numbers_live_e164").await;
+        let page = numbering::store::numbers::list(&client, &q, None, 101)
+            .await
+            .unwrap();
+        let read = index_reads(&client, "numbers_live_e164").await - before;
+        assert_eq!(page.len(), 101);
+        assert_eq!(page[0].e164, format!("+1{first}"));
+        assert!(
+            (101..=150).contains(&read),
+            "every provider's under '{prefix}': read {read} entries"
+        );
     }
 }
 
