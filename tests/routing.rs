@@ -92,14 +92,10 @@ const EXCEPTIONS: &[(&str, &str)] = &[
     // Global uniqueness of live E.164 numbers: a cross-provider feature by design.
     (
         "FROM numbers WHERE e164 = $1 AND status <> 'deleted'",
-        "a number by its E.164 (GetNumber by e164, add/import duplicate checks): E.164 is \
-         unique across providers, so the key does not say the provider; a multi-shard index \
-         probe returning at most one row. Routing it needs the e164 → provider lookup table of \
-         deploy/citus.md",
-    ),
-    (
-        "FROM numbers WHERE e164 = $1 AND create_time <= $2",
-        "GetNumberStateAt by E.164: as above, one index probe per shard",
+        "a number by its E.164 (GetNumber by e164, GetNumberStateAt, add/import duplicate \
+         checks): E.164 is unique across providers, so the key does not say the provider; a \
+         multi-shard index probe returning at most one row. Routing it needs the e164 → \
+         provider lookup table of deploy/citus.md",
     ),
     (
         "WHERE EXISTS (SELECT 1 FROM numbers n WHERE n.e164 = s.e164 AND n.status <> 'deleted')",
