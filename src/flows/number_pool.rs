@@ -43,7 +43,13 @@ pub async fn receiving_provider(
 
 /// Adds one number to `owner`, or straight into one of its sub-accounts, which must then admit
 /// it like an allocation would.
-async fn add_one(tx: &Tx<'_>, caller: &Caller, owner: &Account, add: NewNumber) -> Result<Number> {
+async fn add_one(
+    tx: &Tx<'_>,
+    caller: &Caller,
+    owner: &Account,
+    add: NewNumber,
+    pick: f64,
+) -> Result<Number> {
     let holder = match add.holder_id {
         Some(h) if h != owner.id => {
             let p = &caller.principal;
@@ -64,6 +70,7 @@ async fn add_one(tx: &Tx<'_>, caller: &Caller, owner: &Account, add: NewNumber) 
             holder_id: holder.id,
             holder_path: &holder.path,
             attributes: &add.attributes,
+            pick,
         },
         &caller.actor(),
     )
@@ -71,11 +78,16 @@ async fn add_one(tx: &Tx<'_>, caller: &Caller, owner: &Account, add: NewNumber) 
 }
 
 /// AddNumber and BatchAddNumbers: each number answered on its own, or all-or-nothing.
+///
+/// A batch's numbers share one pick, as an import's run of as many rows does: added one after
+/// the other, they lie side by side in the table, and an allocation that starts at the pick
+/// takes them together instead of one page per number (at most 1,000 a batch, the import's run).
 pub async fn add(tx: &Tx<'_>, caller: &Caller, c: AddNumbers) -> Result<Vec<Result<Number>>> {
     let owner = receiving_provider(tx, &caller.principal, c.owner_id).await?;
     let owner = &owner;
+    let pick: f64 = rand::random();
     each(tx, c.numbers.items, c.numbers.all_or_nothing, |add| {
-        add_one(tx, caller, owner, add).boxed()
+        add_one(tx, caller, owner, add, pick).boxed()
     })
     .await
 }

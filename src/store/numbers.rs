@@ -128,6 +128,8 @@ pub struct Insert<'a> {
     pub holder_id: Uuid,
     pub holder_path: &'a str,
     pub attributes: &'a Attributes,
+    /// Where quantity allocation finds it (`numbers.pick`).
+    pub pick: f64,
 }
 
 /// Adds a number (AVAILABLE in its holder), files it in its series, and records the event.
@@ -136,8 +138,9 @@ pub async fn insert(db: &impl GenericClient, n: Insert<'_>, actor: &Actor) -> Re
     let a = n.attributes;
     let sql = format!(
         "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status, series_id,
-             number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels)
-         VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             number_type, source, carrier, sip_trunk, billing_reference, service_info, tags, labels,
+             pick)
+         VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          RETURNING {COLUMNS}"
     );
     let row = db
@@ -158,6 +161,7 @@ pub async fn insert(db: &impl GenericClient, n: Insert<'_>, actor: &Actor) -> Re
                 &a.service_info,
                 &a.tags,
                 &Json(&a.labels),
+                &n.pick,
             ],
         )
         .await

@@ -206,6 +206,35 @@ async fn a_batch_answers_per_number_or_all_or_nothing() {
 }
 
 #[tokio::test]
+async fn a_batchs_numbers_share_one_pick_and_each_batch_draws_its_own() {
+    let app = spawn_app().await;
+    let provider = app.provider("Acme").await;
+    let mut c = app.admin(&provider).await;
+    let sql = app.connect_sql().await;
+    let mut picks = Vec::new();
+    for block in ["+1303555", "+1720555"] {
+        let requests = (0..50)
+            .map(|i| add_number(&provider, &format!("{block}{i:04}")))
+            .collect();
+        ok(c.number_pool
+            .batch_add_numbers(add_numbers(&provider, requests, true))
+            .await);
+        // Where quantity allocation finds them: one value for the whole batch, so that an
+        // allocation takes the batch's numbers together, as they lie in the table.
+        let rows = sql
+            .query(
+                "SELECT DISTINCT pick FROM numbers WHERE e164 LIKE $1",
+                &[&format!("{block}%")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{block}: the batch's numbers share a pick");
+        picks.push(rows[0].get::<_, f64>(0));
+    }
+    assert_ne!(picks[0], picks[1], "each batch draws its own pick");
+}
+
+#[tokio::test]
 async fn update_changes_the_masked_attributes_and_honours_the_etag() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
