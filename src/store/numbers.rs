@@ -293,6 +293,30 @@ pub enum Scope {
     Holder(Uuid),
 }
 
+/// An E.164 order and the comparisons that go with it: bounds and cursors a page's index takes.
+struct Order {
+    from: &'static str,
+    below: &'static str,
+    after: &'static str,
+    by: &'static str,
+}
+
+/// The column's own order (collation C).
+const COLUMN_ORDER: Order = Order {
+    from: ">=",
+    below: "<",
+    after: ">",
+    by: "e164",
+};
+
+/// The pattern operators' order: byte order, the same as collation C's.
+const PATTERN_ORDER: Order = Order {
+    from: "~>=~",
+    below: "~<~",
+    after: "~>~",
+    by: "e164 USING ~<~",
+};
+
 /// What List, Search and Export select.
 #[derive(Debug, Clone)]
 pub struct NumberQuery {
@@ -352,21 +376,18 @@ impl NumberQuery {
             .collect()
     }
 
-    /// Whether the scope has no index of its own in E.164 order (every number, a subtree), so
-    /// that its pages are read from the live numbers' E.164 index, `numbers_live_e164`. That
-    /// index orders by the pattern operators (`~<~`: byte order, the same as the column's
-    /// collation C), so only statements that ask for that order can read it in order; a
-    /// provider's or a holder's page, asked for in the column's own order, is read from the
-    /// scope's index (`provider_id, e164`, `holder_id, e164`). Had both orders been the same,
-    /// the planner could read such a page from the E.164 index filtering by scope, costed as if
-    /// the scope's numbers were spread evenly through it: they come in blocks, and a provider
-    /// whose block comes last under a prefix shared with others read every other block first
-    /// (190,101 index entries and 40 ms for a page of 101 at 200,000 numbers over 20 providers).
-    /// Deleted numbers are not in that index: with them, the column's own order and operators
-    /// (`numbers_deleted_e164` takes those).
-    fn read_by_e164(&self) -> bool {
-        matches!(self.scope, Scope::All | Scope::Subtree(_))
-            && !self.statuses.contains(&NumberStatus::Deleted)
+    /// The E.164 order this query's pages are read in. Every number and a subtree have no
+    /// index of their own in E.164 order: they ask for the live numbers' index's, the pattern
+    /// order (migration 8 says why that index is not in the column's). A provider's or a
+    /// holder's page, and any that includes deleted numbers (not in that index), asks for the
+    /// column's own, which only the scope's index (or the deleted numbers') yields.
+    fn order(&self) -> &'static Order {
+        let every_or_subtree = matches!(self.scope, Scope::All | Scope::Subtree(_));
+        if every_or_subtree && !self.statuses.contains(&NumberStatus::Deleted) {
+            &PATTERN_ORDER
+        } else {
+            &COLUMN_ORDER
+        }
     }
 
     /// Whether the query bounds the E.164 by a prefix: a range whose best plan depends on it.
@@ -420,12 +441,18 @@ impl NumberQuery {
             // every string that starts with `head` sorts in [head, head || ':').
             let head = self.prefix();
             if !head.is_empty() {
-                let (from, below) = match self.read_by_e164() {
-                    true => ("e164 ~>=~ ?", "e164 ~<~ ?"),
-                    false => ("e164 >= ?", "e164 < ?"),
-                };
-                bind(&mut clauses, from, param(head.clone(), Type::TEXT));
-                bind(&mut clauses, below, param(format!("{head}:"), Type::TEXT));
+                let order = self.order();
+                let (from, below) = (order.from, order.below);
+                bind(
+                    &mut clauses,
+                    &format!("e164 {from} ?"),
+                    param(head.clone(), Type::TEXT),
+                );
+                bind(
+                    &mut clauses,
+                    &format!("e164 {below} ?"),
+                    param(format!("{head}:"), Type::TEXT),
+                );
             }
             if like != &format!("{head}%") {
                 bind(&mut clauses, "e164 LIKE ?", param(like.clone(), Type::TEXT));
@@ -492,7 +519,7 @@ impl NumberQuery {
         if let Some((e164, id)) = after {
             params.push(param(e164.clone(), Type::TEXT));
             if unique {
-                let after = if self.read_by_e164() { "~>~" } else { ">" };
+                let after = self.order().after;
                 clause.push_str(&format!(" AND e164 {after} ${}", params.len()));
             } else {
                 params.push(param(*id, Type::UUID));
@@ -503,11 +530,7 @@ impl NumberQuery {
                 ));
             }
         }
-        let order = match (unique, self.read_by_e164()) {
-            (true, true) => "e164 USING ~<~",
-            (true, false) => "e164",
-            (false, _) => "e164, id",
-        };
+        let order = if unique { self.order().by } else { "e164, id" };
         let mut sql = format!("SELECT {COLUMNS} FROM numbers WHERE {clause} ORDER BY {order}");
         if let Some(limit) = limit {
             // A literal, not a parameter: under a cached statement's generic plan, `LIMIT $n`
