@@ -82,6 +82,10 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "the same platform-wide list under a prefix (read in the live E.164 index's order)",
     ),
     (
+        "FROM numbers WHERE status <> 'deleted' AND e164 ~>~ $1 ORDER BY",
+        "the same platform-wide list after its cursor (its next pages)",
+    ),
+    (
         "FROM numbers WHERE status <> 'deleted' AND status = ANY($1)",
         "the same platform-wide list filtered by status",
     ),
