@@ -1,7 +1,8 @@
 //! Flat at scale (issue 12, item 4), `cargo bench --bench scale [-- --quick]`: BENCH_SCALE_ACCOUNTS
 //! (100,000) accounts in trees of depth BENCH_SCALE_DEPTH (10) under BENCH_SCALE_PROVIDERS
-//! (1,000) providers; the p50 and p99 of GetInventory, ListNumbers (by the provider's prefix, and
-//! under `+1`, which every provider's numbers share), SearchAvailableNumbers, AllocateNumbers and
+//! (1,000) providers; the p50 and p99 of GetInventory, ListNumbers (by the provider's prefix,
+//! under `+1`, which every provider's numbers share, and a sub-account's subtree: the first page
+//! of the numbers its chain of accounts holds), SearchAvailableNumbers, AllocateNumbers and
 //! GetNumberStateAt with BENCH_SCALE_SMALL (100,000) numbers, then the same
 //! calls after the same bench has grown the data to BENCH_SCALE_NUMBERS (10,000,000); the ratio
 //! of each (target: within 1.5x) and the server's resident memory throughout (target < 64 MiB).
@@ -196,13 +197,14 @@ struct Sample {
     inventory: Latencies,
     list: Latencies,
     shared: Latencies,
+    subtree: Latencies,
     search: Latencies,
     allocate: Latencies,
     state_at: Latencies,
 }
 
 impl Sample {
-    fn methods(&mut self) -> [(&'static str, &mut Latencies); 6] {
+    fn methods(&mut self) -> [(&'static str, &mut Latencies); 7] {
         [
             ("GetInventory (provider's subtree)", &mut self.inventory),
             ("ListNumbers (page by prefix)", &mut self.list),
@@ -210,6 +212,7 @@ impl Sample {
                 "ListNumbers (page under +1, every provider's)",
                 &mut self.shared,
             ),
+            ("ListNumbers (a sub-account's subtree)", &mut self.subtree),
             ("SearchAvailableNumbers", &mut self.search),
             ("AllocateNumbers (quantity 1)", &mut self.allocate),
             ("GetNumberStateAt", &mut self.state_at),
@@ -302,6 +305,27 @@ async fn measure(b: &Bench, c: &mut Clients, cfg: &Config) -> Result<Sample, Box
             return Err(
                 format!("provider {p}: its page under +1 is not its page under {prefix}").into(),
             );
+        }
+        // The first page of the numbers held in the provider's first sub-account's subtree
+        // (the chain of `depth` accounts under it), read holder by holder.
+        let subtree = timed(
+            &mut s.subtree,
+            record,
+            c.number_pool.list_numbers(pb::ListNumbersRequest {
+                filter: Some(pb::NumberFilter {
+                    holder_id: child.clone(),
+                    include_subtree: true,
+                    ..Default::default()
+                }),
+                page_size: 100,
+                page_token: String::new(),
+            }),
+        )
+        .await?
+        .into_inner();
+        let e164s: Vec<&String> = subtree.numbers.iter().map(|n| &n.e164).collect();
+        if e164s.is_empty() || !e164s.is_sorted() {
+            return Err(format!("provider {p}: its sub-account's subtree page {e164s:?}").into());
         }
         let found = timed(
             &mut s.search,

@@ -150,11 +150,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
          is in one provider, read from the reference table just before; fix: add `AND \
          provider_id = $n` (src/store/allocation.rs, numbers.rs: files of other engineers)",
     ),
-    (
-        "FROM numbers WHERE holder_path LIKE $1",
-        "a subtree's numbers by holder path: the path starts with the provider's id but Citus \
-         routes by the column; fix: add `provider_id = $n` (src/store/numbers.rs)",
-    ),
     // By a child resource's own id.
     (
         "FROM series WHERE id = $1",

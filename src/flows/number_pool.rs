@@ -208,7 +208,10 @@ fn rooted_query(p: &Principal, f: &NumberFilter, root: Option<&Placement>) -> Nu
             match (f.holder_id.is_some() && !f.include_subtree, root.depth) {
                 (true, _) => Scope::Holder(root.id),
                 (false, 0) => Scope::Provider(root.id),
-                (false, _) => Scope::Subtree(root.path.clone()),
+                (false, _) => Scope::Subtree {
+                    provider: root.provider_id,
+                    path: root.path.clone(),
+                },
             },
             below_provider(p, root.provider_id),
         ),

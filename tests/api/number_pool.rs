@@ -1146,6 +1146,103 @@ async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
 }
 
 #[tokio::test]
+async fn a_subtree_page_reads_a_page_per_account_not_the_numbers_before_the_subtree() {
+    let app = spawn_app().await;
+    let sql = app.connect_sql().await;
+    // A provider of 30,000 numbers in one block; a reseller's three customers hold the last
+    // 3,000 (a block of 1,000 each), a sibling of the reseller 100 in the middle.
+    let provider = app.provider("Carrier").await;
+    let reseller = app.child(&provider, "Reseller").await;
+    let customers = [
+        app.child(&reseller, "C1").await,
+        app.child(&reseller, "C2").await,
+        app.child(&reseller, "C3").await,
+    ];
+    let sibling = app.child(&provider, "Sibling").await;
+    let id = |a: &pb::Account| uuid::Uuid::parse_str(&a.id).unwrap();
+    let mut holders: Vec<(uuid::Uuid, i64, i64)> =
+        vec![(id(&provider), 0, 15_000), (id(&sibling), 15_000, 100)];
+    holders.push((id(&provider), 15_100, 11_900));
+    for (i, c) in customers.iter().enumerate() {
+        holders.push((id(c), 27_000 + 1_000 * i as i64, 1_000));
+    }
+    for (holder, first, count) in holders {
+        sql.execute(
+            "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
+             SELECT gen_random_uuid(), $1, '+1' || (3000000000 + $3::bigint + g)::text, a.id,
+                    a.path, 'available'
+             FROM accounts a, generate_series(0, $4::bigint - 1) g WHERE a.id = $2",
+            &[&id(&provider), &holder, &first, &count],
+        )
+        .await
+        .unwrap();
+    }
+    sql.batch_execute("ANALYZE numbers").await.unwrap();
+
+    // Pages of the reseller's subtree (its four accounts), from one pooled connection past the
+    // five calls after which a cached statement takes its generic plan: the first page, one
+    // after a cursor in the second customer's block, and both under a prefix. Read in E.164
+    // order from every number's index or the provider's, filtering by path, each page would
+    // read the 27,000 numbers before the subtree's first; holder by holder it reads at most a
+    // page of each account's own index.
+    let db = numbering::store::Db::new(app.database.clone(), 1).unwrap();
+    let client = db.client().await.unwrap();
+    let reseller_path: String = sql
+        .query_one("SELECT path FROM accounts WHERE id = $1", &[&id(&reseller)])
+        .await
+        .unwrap()
+        .get(0);
+    let indexes = [
+        "numbers_provider_e164",
+        "numbers_holder_e164",
+        "numbers_live_e164",
+        "numbers_holder_path",
+    ];
+    let cursor = ("+13000028499".to_string(), uuid::Uuid::nil());
+    for round in 0..4 {
+        for (prefix, after, first) in [
+            ("", None, 27_000),
+            ("", Some(&cursor), 28_500),
+            ("+1300002", None, 27_000),
+            ("+1300002", Some(&cursor), 28_500),
+        ] {
+            use numbering::store::numbers::{NumberQuery, Scope};
+            let mut q = NumberQuery::new(Scope::Subtree {
+                provider: id(&provider),
+                path: reseller_path.clone(),
+            });
+            q.live_account = Some(id(&reseller));
+            if !prefix.is_empty() {
+                q.e164_like = Some(format!("{prefix}%"));
+            }
+            let mut before = 0;
+            for index in indexes {
+                before += index_reads(&client, index).await;
+            }
+            let page = numbering::store::numbers::list(&client, &q, after, 101)
+                .await
+                .unwrap();
+            let mut read = -before;
+            for index in indexes {
+                read += index_reads(&client, index).await;
+            }
+            let expected: Vec<String> = (first..first + 101)
+                .map(|g| format!("+1{}", 3_000_000_000_i64 + g))
+                .collect();
+            let got: Vec<String> = page.into_iter().map(|n| n.e164).collect();
+            assert_eq!(
+                got, expected,
+                "round {round}, under '{prefix}', after {after:?}"
+            );
+            assert!(
+                read <= 4 * 101 + 50,
+                "round {round}, under '{prefix}', after {after:?}: read {read} index entries"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_list_with_deleted_numbers_pages_through_numbers_that_shared_an_e164() {
     let app = spawn_app().await;
     let provider = app.provider("Acme").await;
