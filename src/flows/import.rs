@@ -540,7 +540,8 @@ pub struct Export {
 impl Export {
     /// Checks the filter against the caller's scope before anything is sent.
     pub async fn start(db: Db, p: &Principal, filter: &NumberFilter) -> Result<Self> {
-        let query = query(&db.client().await?, p, filter).await?;
+        let mut query = query(&db.client().await?, p, filter).await?;
+        query.whole = true;
         Ok(Self {
             db,
             query,

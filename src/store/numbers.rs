@@ -338,6 +338,11 @@ pub struct NumberQuery {
     /// Select nothing unless this account exists: the scope was built from a kept placement
     /// (`accounts::placement`), not from a read of the account.
     pub live_account: Option<Uuid>,
+    /// Read to the end, batch after batch (an export): a subtree is then read in its
+    /// provider's E.164 order, filtered by path, one pass over the provider's numbers for the
+    /// whole export, instead of holder by holder, which reads up to a batch of every account
+    /// of the subtree for each batch.
+    pub whole: bool,
 }
 
 /// A parameter and its type: a page by prefix is sent typed, planned for its values.
@@ -363,6 +368,7 @@ impl NumberQuery {
             sip_trunk: None,
             hide_returned: false,
             live_account: None,
+            whole: false,
         }
     }
 
@@ -379,8 +385,9 @@ impl NumberQuery {
     /// The E.164 order this query's pages are read in. Every number has no index of its own
     /// in E.164 order but the live numbers' index, in the pattern order (migration 8 says why
     /// that index is not in the column's). A provider's or a holder's page, a subtree's (read
-    /// holder by holder) and any that includes deleted numbers (not in that index) ask for the
-    /// column's own, which only the scope's index (or the deleted numbers') yields.
+    /// holder by holder, or in its provider's order) and any that includes deleted numbers (not
+    /// in that index) ask for the column's own, which only the scope's index (or the deleted
+    /// numbers') yields.
     fn order(&self) -> &'static Order {
         if matches!(self.scope, Scope::All) && !self.with_deleted() {
             &PATTERN_ORDER
@@ -421,11 +428,18 @@ impl NumberQuery {
             Scope::All => {}
             Scope::Provider(p) => bind(&mut clauses, "provider_id = ?", param(*p, Type::UUID)),
             Scope::Subtree { provider, path } => {
-                bind(
-                    &mut clauses,
-                    "provider_id = ?",
-                    param(*provider, Type::UUID),
-                );
+                // Holder by holder, the provider as a one-element array: it routes the
+                // statement (Citus prunes by `= ANY` as by `=`), but no longer makes the
+                // provider's index (`provider_id, e164`) a way to read an account's page in
+                // order, filtering by holder: the planner costs that as if the account's
+                // numbers were spread evenly through the provider's, and with numbers stored in
+                // E.164 order it looks cheaper than the account's own index.
+                let provider_is = if each_holder {
+                    "provider_id = ANY(ARRAY[?::uuid])"
+                } else {
+                    "provider_id = ?"
+                };
+                bind(&mut clauses, provider_is, param(*provider, Type::UUID));
                 if each_holder {
                     // The subtree's accounts by their paths, as a range (a cached statement's
                     // generic plan takes it as index bounds, not a `LIKE $n`): under collation
@@ -557,7 +571,7 @@ impl NumberQuery {
     /// subtree, or the subtree's numbers if fewer, wherever its numbers lie.
     fn select(&self, after: Option<&(String, Uuid)>, limit: i64) -> (String, Vec<Param>) {
         let unique = !self.with_deleted();
-        let each_holder = matches!(self.scope, Scope::Subtree { .. });
+        let each_holder = matches!(self.scope, Scope::Subtree { .. }) && !self.whole;
         let (mut clause, mut params, accounts) = self.conditions(each_holder);
         if let Some((e164, id)) = after {
             params.push(param(e164.clone(), Type::TEXT));
@@ -577,16 +591,15 @@ impl NumberQuery {
         // The limit is a literal, not a parameter: under a cached statement's generic plan,
         // `LIMIT $n` is costed as a tenth of the rows and can lose the index-ordered plan that
         // stops after the page. Page sizes are a few bounded integers, so few statements.
-        let page =
-            format!("SELECT {COLUMNS} FROM numbers WHERE {clause} ORDER BY {order} LIMIT {limit}");
         let sql = if each_holder {
             let accounts = accounts.join(" AND ");
             format!(
-                "SELECT n.* FROM accounts a CROSS JOIN LATERAL ({page}) n \
+                "SELECT n.* FROM accounts a CROSS JOIN LATERAL (SELECT {COLUMNS} FROM numbers \
+                 WHERE {clause} ORDER BY {order} LIMIT {limit}) n \
                  WHERE {accounts} ORDER BY n.e164 LIMIT {limit}"
             )
         } else {
-            page
+            format!("SELECT {COLUMNS} FROM numbers WHERE {clause} ORDER BY {order} LIMIT {limit}")
         };
         (sql, params)
     }

@@ -108,3 +108,19 @@ async fn events_name_numbers_that_exist_and_a_number_keeps_its_id_its_provider_a
     let row = app.row(&number.e164).await;
     assert_eq!(row.holder, acme.id);
 }
+
+#[tokio::test]
+async fn the_services_sessions_compile_no_jit_unless_the_database_url_says_so() {
+    // A page's plan costed above `jit_above_cost` would spend longer compiling than running.
+    let app = spawn_app().await;
+    let jit = |config: tokio_postgres::Config| async move {
+        let db = numbering::store::Db::new(config, 1).unwrap();
+        let client = db.client().await.unwrap();
+        let row = client.query_one("SHOW jit", &[]).await.unwrap();
+        row.get::<_, String>(0)
+    };
+    assert_eq!(jit(app.database.clone()).await, "off");
+    let mut asked = app.database.clone();
+    asked.options("-c jit=on");
+    assert_eq!(jit(asked).await, "on");
+}
