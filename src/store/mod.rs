@@ -38,7 +38,9 @@ pub type TypedParam<'a> = (
 /// A client that runs a statement planned for its parameters' values: unnamed and typed, so
 /// Parse, Bind and Execute go in one round trip and the database plans it for the values
 /// every time, never with a cached generic plan. For the statements whose best plan depends on
-/// the values (a page by prefix). Deadpool's `GenericClient` has no `query_typed`.
+/// the values (a page by prefix). Deadpool's `GenericClient` has no `query_typed`. A pooled
+/// connection, outside any transaction: a subtree's page runs in a transaction of its own
+/// (`numbers::list`), which would end a caller's.
 pub trait Planned: GenericClient {
     fn query_planned<'a>(
         &'a self,

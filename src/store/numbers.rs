@@ -657,9 +657,11 @@ pub async fn list(
         // page. So the statement runs with sorting off (`SET LOCAL` in a transaction of its
         // own, sent with it: BEGIN, the page and COMMIT in one round trip, each sent when
         // first polled, in that order), which leaves the ordered read as the plan; the top-N
-        // of the accounts' pages has no other plan and stays.
+        // of the accounts' pages has no other plan and stays. Sorting off adds its penalty to
+        // that top-N's cost, far above `jit_above_cost`: JIT goes off with it, whatever the
+        // session says. `db` is a pooled connection outside any transaction (`Planned`).
         let (begun, rows, ended) = futures::future::join3(
-            db.batch_execute("BEGIN; SET LOCAL enable_sort = off"),
+            db.batch_execute("BEGIN; SET LOCAL enable_sort = off; SET LOCAL jit = off"),
             page,
             db.batch_execute("COMMIT"),
         )
