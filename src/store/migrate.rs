@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "live_e164_by_pattern",
         include_str!("../../migrations/0008_live_e164_by_pattern.sql"),
     ),
+    (
+        9,
+        "deleted_by_provider",
+        include_str!("../../migrations/0009_deleted_by_provider.sql"),
+    ),
 ];
 
 /// Any fixed key; it only has to be the same for every replica.

@@ -317,6 +317,15 @@ const PATTERN_ORDER: Order = Order {
     by: "e164 USING ~<~",
 };
 
+/// Which of a query's numbers a statement selects: those it asks for, or, for a page of deleted
+/// numbers among others, its live ones or its deleted ones (`NumberQuery::select`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Asked,
+    Live,
+    Deleted,
+}
+
 /// What List, Search and Export select.
 #[derive(Debug, Clone)]
 pub struct NumberQuery {
@@ -406,6 +415,34 @@ impl NumberQuery {
         !self.prefix().is_empty()
     }
 
+    /// Whether a page by prefix selects by nothing but what its scope's index holds (the
+    /// provider or holder, or none, and the E.164 range of the prefix), besides the root's
+    /// existence and returned numbers: its best plan, whatever the prefix, is then that index
+    /// read in order from the prefix, stopping after the page. Any other filter may be rare
+    /// enough that another index and a sort are cheaper, which only the values tell.
+    ///
+    /// But a provider's statuses: no index narrows a provider's numbers by status (the
+    /// status-only ones hold every provider's), so its best plan is its own index's range, and
+    /// read in order it never reads more of it than read whole and sorted. Planned for the
+    /// values, the planner took the whole range for a few rows (the provider's share of the
+    /// table times the prefix's, where a prefix lies within one provider) and read and sorted
+    /// it: 700 numbers for a page in the test, a provider's 1,000,000 under a prefix at scale.
+    fn index_ordered(&self) -> bool {
+        let head = self.prefix();
+        !head.is_empty()
+            && self.e164_like.as_deref() == Some(format!("{head}%").as_str())
+            && !matches!(self.scope, Scope::Subtree { .. })
+            && self.owner_id.is_none()
+            && (self.statuses.is_empty() || matches!(self.scope, Scope::Provider(_)))
+            && self.series_id.is_none()
+            && self.tag.is_none()
+            && self.labels.is_empty()
+            && self.assignee_id.is_none()
+            && self.reservation_tag.is_none()
+            && self.reserved_for.is_none()
+            && self.sip_trunk.is_none()
+    }
+
     /// Whether deleted numbers are among those selected. Never in a subtree: a subtree is
     /// below a provider, and a deleted number is its provider's (`numbers_deleted_with_owner`).
     fn with_deleted(&self) -> bool {
@@ -413,18 +450,33 @@ impl NumberQuery {
             && !matches!(self.scope, Scope::Subtree { .. })
     }
 
+    /// Whether the query selects deleted numbers beside live ones: a page is then the first of
+    /// a page of each (`select`).
+    fn deleted_among_others(&self) -> bool {
+        self.with_deleted() && self.statuses.iter().any(|s| *s != NumberStatus::Deleted)
+    }
+
     /// The WHERE clause and its parameters ($1...).
     fn where_clause(&self) -> (String, Vec<Param>) {
-        let (clause, params, _) = self.conditions(false);
+        let mut params = Vec::new();
+        let (clause, _) = self.conditions(false, Part::Asked, &mut params);
         (clause, params)
     }
 
-    /// The conditions on the numbers, their parameters, and, for a subtree read holder by
-    /// holder (`each_holder`), the conditions on the accounts `a` whose numbers are read.
-    fn conditions(&self, each_holder: bool) -> (String, Vec<Param>, Vec<String>) {
+    /// The conditions on the numbers of `part`, their parameters (appended to `params`, which
+    /// numbers them), and, for a subtree read holder by holder (`each_holder`), the conditions
+    /// on the accounts `a` whose numbers are read.
+    fn conditions(
+        &self,
+        each_holder: bool,
+        part: Part,
+        params: &mut Vec<Param>,
+    ) -> (String, Vec<String>) {
         let mut clauses: Vec<String> = Vec::new();
-        let mut params: Vec<Param> = Vec::new();
         let mut accounts: Vec<String> = Vec::new();
+        // Whether the statement selects deleted numbers only.
+        let deleted = self.with_deleted()
+            && (part == Part::Deleted || self.statuses.iter().all(|s| *s == NumberStatus::Deleted));
         let mut bind = |clauses: &mut Vec<String>, sql: &str, p: Param| {
             params.push(p);
             clauses.push(sql.replace('?', &format!("${}", params.len())));
@@ -465,18 +517,40 @@ impl NumberQuery {
                     );
                 }
             }
+            // A deleted number is back with its provider (`numbers_deleted_with_owner`): the
+            // deleted numbers an account holds are those of the provider it is, read in order
+            // from the provider's deleted numbers' index. Asked by holder too, the planner
+            // costs the pair as a few rows and read all of the provider's and sorted them.
+            Scope::Holder(h) if deleted => {
+                bind(&mut clauses, "provider_id = ?", param(*h, Type::UUID))
+            }
             Scope::Holder(h) => bind(&mut clauses, "holder_id = ?", param(*h, Type::UUID)),
         }
-        if !self.with_deleted() {
-            // Spelled out so the partial indexes (WHERE status <> 'deleted') apply.
+        // Spelled out so that the partial indexes (WHERE status <> 'deleted', WHERE status =
+        // 'deleted') apply, under a cached statement's generic plan too.
+        let statuses: Vec<String> = if deleted {
+            Vec::new()
+        } else {
+            self.statuses
+                .iter()
+                .filter(|s| part == Part::Asked || **s != NumberStatus::Deleted)
+                .map(|s| s.as_str().into())
+                .collect()
+        };
+        if deleted {
+            clauses.push("status = 'deleted'".into());
+        } else if part == Part::Live || !self.with_deleted() {
             clauses.push("status <> 'deleted'".into());
         }
-        if !self.statuses.is_empty() {
-            let words: Vec<String> = self.statuses.iter().map(|s| s.as_str().into()).collect();
+        if !self.with_deleted() && !statuses.is_empty() && statuses.iter().all(|s| s == "deleted") {
+            // A subtree asked for its deleted numbers: it has none (`with_deleted`), and the
+            // database need not read every account's numbers to find that out.
+            clauses.push("false".into());
+        } else if !statuses.is_empty() {
             bind(
                 &mut clauses,
                 "status = ANY(?)",
-                param(words, Type::TEXT_ARRAY),
+                param(statuses, Type::TEXT_ARRAY),
             );
         }
         if self.hide_returned {
@@ -556,7 +630,7 @@ impl NumberQuery {
         if clauses.is_empty() {
             clauses.push("true".into());
         }
-        (clauses.join(" AND "), params, accounts)
+        (clauses.join(" AND "), accounts)
     }
 
     /// The full SELECT in E.164 order after `after` (E.164 and id), at most `limit` rows.
@@ -565,7 +639,13 @@ impl NumberQuery {
     /// E.164 alone orders them, and the scope's index (`provider_id, e164`, `holder_id, e164`)
     /// yields a page in order, stopping after it; a tie-break on the id would make the database
     /// read and sort every number of the scope under the prefix first. Deleted numbers share
-    /// E.164s; with them the id breaks ties.
+    /// E.164s; with them the id breaks ties, and they have indexes of their own: a provider's
+    /// (`provider_id, e164, id`) and every provider's (`e164, create_time`). A page of deleted
+    /// numbers among live ones is the first of a page of each, a provider's or an account's
+    /// each read in order from its own index (the platform's live half has no index in the
+    /// column's order, and reads and sorts its live numbers): no index holds both, and a provider's page read every number of the table
+    /// and sorted them (200,000 rows for a page in the test's layout); a provider's page of
+    /// deleted numbers read every provider's before its own from theirs (5,802).
     ///
     /// A subtree has no index in E.164 order, and read in another scope's (every number's, its
     /// provider's) filtered by path, a page reads every number that comes before the subtree's
@@ -577,19 +657,32 @@ impl NumberQuery {
     fn select(&self, after: Option<&(String, Uuid)>, limit: i64) -> (String, Vec<Param>) {
         let unique = !self.with_deleted();
         let each_holder = self.each_holder();
-        let (mut clause, mut params, accounts) = self.conditions(each_holder);
+        let parts: &[Part] = if self.deleted_among_others() {
+            &[Part::Live, Part::Deleted]
+        } else {
+            &[Part::Asked]
+        };
+        let mut params = Vec::new();
+        let (mut clauses, mut accounts) = (Vec::new(), Vec::new());
+        for part in parts {
+            let (clause, of_accounts) = self.conditions(each_holder, *part, &mut params);
+            clauses.push(clause);
+            accounts = of_accounts;
+        }
         if let Some((e164, id)) = after {
             params.push(param(e164.clone(), Type::TEXT));
-            if unique {
+            let cursor = if unique {
                 let after = self.order().after;
-                clause.push_str(&format!(" AND e164 {after} ${}", params.len()));
+                format!(" AND e164 {after} ${}", params.len())
             } else {
+                // The E.164 bound on its own too: an index of the scope's live numbers (in E.164
+                // order, without the id) takes it as where to start.
                 params.push(param(*id, Type::UUID));
-                clause.push_str(&format!(
-                    " AND (e164, id) > (${}, ${})",
-                    params.len() - 1,
-                    params.len()
-                ));
+                let (e164, id) = (params.len() - 1, params.len());
+                format!(" AND e164 >= ${e164} AND (e164, id) > (${e164}, ${id})")
+            };
+            for clause in &mut clauses {
+                clause.push_str(&cursor);
             }
         }
         let order = if unique { self.order().by } else { "e164, id" };
@@ -597,14 +690,33 @@ impl NumberQuery {
         // `LIMIT $n` is costed as a tenth of the rows and can lose the index-ordered plan that
         // stops after the page. Page sizes are a few bounded integers, so few statements.
         let sql = if each_holder {
-            let accounts = accounts.join(" AND ");
+            let (clause, accounts) = (&clauses[0], accounts.join(" AND "));
             format!(
                 "SELECT n.* FROM accounts a CROSS JOIN LATERAL (SELECT {COLUMNS} FROM numbers \
                  WHERE {clause} ORDER BY {order} LIMIT {limit}) n \
                  WHERE {accounts} ORDER BY n.e164 LIMIT {limit}"
             )
-        } else {
+        } else if let [clause] = clauses.as_slice() {
             format!("SELECT {COLUMNS} FROM numbers WHERE {clause} ORDER BY {order} LIMIT {limit}")
+        } else {
+            // The live half in E.164 order alone, which its numbers' uniqueness makes the
+            // same as with the id: asked with the id, a page by prefix was planned to read and
+            // sort the scope's live numbers under the prefix (700 rows for a page in the test).
+            let pages: Vec<String> = clauses
+                .iter()
+                .zip(parts)
+                .map(|(clause, part)| {
+                    let order = if *part == Part::Live { "e164" } else { order };
+                    format!(
+                        "(SELECT {COLUMNS} FROM numbers WHERE {clause} \
+                         ORDER BY {order} LIMIT {limit})"
+                    )
+                })
+                .collect();
+            format!(
+                "{} ORDER BY {order} LIMIT {limit}",
+                pages.join(" UNION ALL ")
+            )
         };
         (sql, params)
     }
@@ -632,13 +744,15 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Number>> {
     let (sql, params) = q.select(after, limit);
-    // A page by prefix is planned for its prefix, every time: a cached statement's generic
-    // plan cannot see the prefix, costs its range at 0.5% of the scope, often fewer rows than a
-    // page, and then reads and sorts the whole range (13 ms a page of a provider with 10,000
-    // numbers); planned for the values, the page is read in index order and stops after it,
-    // whatever the pool's layout. Still one round trip; the planning costs the database about
-    // 0.1 ms.
-    let statement = if q.by_prefix() {
+    // A page by prefix with other filters (or a subtree's) is planned for its values, every
+    // time: a cached statement's generic plan cannot see the prefix, costs its range at 0.5%
+    // of the scope, often fewer rows than a page, and then reads and sorts the whole range (13
+    // ms a page of a provider with 10,000 numbers); planned for the values, the planner weighs
+    // the filters against the range. Still one round trip; the planning costs the database 0.1-0.2 ms.
+    // A page by prefix alone (`index_ordered`: or a provider's by prefix and status) has one
+    // best plan, its scope's index read in order, and runs cached with sorting off, which
+    // leaves that plan to the generic one too.
+    let statement = if q.by_prefix() && !q.index_ordered() {
         None
     } else {
         Some(db.prepare_cached(&sql).await?)
@@ -649,16 +763,18 @@ pub async fn list(
             None => db.query_planned(&sql, &typed(&params)).await,
         }
     };
-    let rows = if q.each_holder() {
-        // Each account's page must be read in its own index's order, stopping after the page.
-        // The planner costs an account's numbers at the table's average, times its provider's
-        // share (a few rows), and reads them all by bitmap and sorts them instead (seen in the
-        // scale bench); for a customer of 1,000,000 numbers that is the 1,000,000 for every
-        // page. So the statement runs with sorting off (`SET LOCAL` in a transaction of its
-        // own, sent with it: BEGIN, the page and COMMIT in one round trip, each sent when
-        // first polled, in that order), which leaves the ordered read as the plan; the top-N
-        // of the accounts' pages has no other plan and stays. Sorting off adds its penalty to
-        // that top-N's cost, far above `jit_above_cost`: JIT goes off with it, whatever the
+    let rows = if q.each_holder() || q.index_ordered() {
+        // A subtree's page: each account's page must be read in its own index's order,
+        // stopping after the page. The planner costs an account's numbers at the table's
+        // average, times its provider's share (a few rows), and reads them all by bitmap and
+        // sorts them instead (seen in the scale bench); for a customer of 1,000,000 numbers
+        // that is the 1,000,000 for every page.
+        //
+        // So these statements run with sorting off (`SET LOCAL` in a transaction of its own,
+        // sent with it: BEGIN, the page and COMMIT in one round trip, each sent when first
+        // polled, in that order), which leaves the ordered read as the plan; the top-N of a
+        // subtree's accounts' pages has no other plan and stays. Sorting off adds its penalty
+        // to that top-N's cost, far above `jit_above_cost`: JIT goes off with it, whatever the
         // session says. `db` is a pooled connection outside any transaction (`Planned`).
         let (begun, rows, ended) = futures::future::join3(
             db.batch_execute("BEGIN; SET LOCAL enable_sort = off; SET LOCAL jit = off"),

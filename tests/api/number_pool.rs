@@ -1078,8 +1078,9 @@ async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
     // live numbers' E.164 index in the column's order, the database could read a page from it
     // filtering by provider, costed as if each provider's numbers were spread evenly: here
     // every block before the provider's (190,101 entries). A generic plan cannot see the prefix
-    // and may read and sort the provider's whole block (10,000). Planned for its prefix, with
-    // only the scope's own index in that order, a page reads it in order and stops after it.
+    // and may read and sort the provider's whole block (10,000). With only the scope's own
+    // index in that order, and sorting off for the page, a page reads it in order and stops
+    // after it, planned for its values or not.
     let db = numbering::store::Db::new(app.database.clone(), 1).unwrap();
     let client = db.client().await.unwrap();
     let calls = [
@@ -1127,6 +1128,37 @@ async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
             );
         }
     }
+    // Those pages by prefix ran on cached statements: after five calls, each from its generic
+    // plan, planned once (sorting off leaves the ordered read as the generic plan too); the
+    // connection's sorting is back on after them.
+    let plans: Vec<(String, i64)> = client
+        .query(
+            "SELECT statement, generic_plans FROM pg_prepared_statements
+             WHERE statement LIKE '%FROM numbers WHERE%e164 >=%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for scope in ["provider_id = $1", "holder_id = $1"] {
+        let generic: i64 = plans
+            .iter()
+            .filter(|(sql, _)| sql.contains(scope))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            generic >= 2,
+            "{scope}: {generic} generic plans in {plans:?}"
+        );
+    }
+    let sorting: String = client
+        .query_one("SHOW enable_sort", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sorting, "on");
     // Every provider's numbers (the platform's page) in the live numbers' index order.
     for (prefix, first) in [("", 2_000_000_000), ("+12019", 2_019_000_000)] {
         let mut q =
@@ -1146,6 +1178,226 @@ async fn a_page_by_prefix_reads_about_a_page_of_the_index_on_every_call() {
             "every provider's under '{prefix}': read {read} entries"
         );
     }
+}
+
+/// The rows of `numbers` the connection's statements have read so far, by index or by scan.
+async fn rows_read(db: &deadpool_postgres::Object) -> i64 {
+    db.batch_execute("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+    db.query_one(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables
+         WHERE relname = 'numbers'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_page_with_deleted_numbers_reads_about_a_page_wherever_the_provider_lies() {
+    let app = spawn_app().await;
+    let sql = app.connect_sql().await;
+    // 20 providers of 10,000 numbers in blocks, the first 300 of each deleted: a provider's
+    // deleted numbers come after every other provider's numbers before its block.
+    let accounts = providers_with_blocks(&app, &sql, 20, 2_000_000_000, 1_000_000).await;
+    let providers: Vec<uuid::Uuid> = accounts
+        .iter()
+        .map(|p| uuid::Uuid::parse_str(&p.id).unwrap())
+        .collect();
+    sql.execute(
+        "UPDATE numbers SET status = 'deleted', delete_time = now()
+         WHERE (substr(e164, 2)::bigint - 12000000000) % 1000000 < 300",
+        &[],
+    )
+    .await
+    .unwrap();
+    sql.batch_execute("ANALYZE numbers; SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+
+    // Provider 19's deleted numbers, alone or among its available ones, a page of 100 and its
+    // look-ahead, from one pooled connection more often than it takes a cached statement to
+    // go to its generic plan. Read in order from the index of every number's E.164s, filtered
+    // by provider, a page would read the 190,000 numbers before the provider's block.
+    use numbering::domain::number::NumberStatus;
+    use numbering::store::numbers::{NumberQuery, Scope};
+    let db = numbering::store::Db::new(app.database.clone(), 1).unwrap();
+    let client = db.client().await.unwrap();
+    let first = 2_019_000_000u64;
+    let scopes = [Scope::Provider(providers[19]), Scope::Holder(providers[19])];
+    let asked = [
+        vec![NumberStatus::Deleted],
+        vec![NumberStatus::Available, NumberStatus::Deleted],
+    ];
+    for _ in 0..7 {
+        for (scope, statuses) in scopes
+            .iter()
+            .flat_map(|s| asked.iter().map(move |a| (s, a)))
+        {
+            let mut q = NumberQuery::new(scope.clone());
+            q.statuses = statuses.clone();
+            let before = rows_read(&client).await;
+            let page = numbering::store::numbers::list(&client, &q, None, 101)
+                .await
+                .unwrap();
+            let read = rows_read(&client).await - before;
+            let e164s: Vec<String> = page.iter().map(|n| n.e164.clone()).collect();
+            let expected: Vec<String> = (first..first + 101).map(|n| format!("+1{n}")).collect();
+            assert_eq!(e164s, expected, "{scope:?} {statuses:?}");
+            assert!(page.iter().all(|n| n.status == NumberStatus::Deleted));
+            assert!(
+                read <= 2 * 101 + 50,
+                "{scope:?} {statuses:?}: read {read} rows for a page"
+            );
+        }
+    }
+    // A page further on: past the deleted numbers, the available ones after them.
+    let mut q = NumberQuery::new(Scope::Provider(providers[19]));
+    q.statuses = vec![NumberStatus::Available, NumberStatus::Deleted];
+    let last_deleted = format!("+1{}", first + 299);
+    let after = sql
+        .query_one(
+            "SELECT id FROM numbers WHERE e164 = $1 AND status = 'deleted'",
+            &[&last_deleted],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let page = numbering::store::numbers::list(&client, &q, Some(&(last_deleted, after)), 3)
+        .await
+        .unwrap();
+    let e164s: Vec<String> = page.iter().map(|n| n.e164.clone()).collect();
+    assert_eq!(
+        e164s,
+        (first + 300..first + 303)
+            .map(|n| format!("+1{n}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(page.iter().all(|n| n.status == NumberStatus::Available));
+
+    // The same by prefix (planned for its values, the bounds in each half): a page from the
+    // start, all deleted, and one that crosses from the deleted numbers to the live ones.
+    let mut q = NumberQuery::new(Scope::Provider(providers[19]));
+    q.statuses = vec![NumberStatus::Available, NumberStatus::Deleted];
+    q.e164_like = Some(format!("+1{}%", first / 1000));
+    // Each time from a new sample of the table: the planner, planning for the values, took
+    // the live half's range for a few rows (the provider's share times the prefix's: 21 for
+    // 700) and read it whole and sorted it under some samples and not others.
+    let pages = (0..6).flat_map(|_| [(0u64, 101usize), (250, 50)]);
+    for (i, (start, deleted)) in pages.enumerate() {
+        if i % 2 == 0 {
+            sql.batch_execute("ANALYZE numbers; SELECT pg_stat_force_next_flush()")
+                .await
+                .unwrap();
+        }
+        let after = match start {
+            0 => None,
+            n => {
+                let e164 = format!("+1{}", first + n - 1);
+                let id = sql
+                    .query_one(
+                        "SELECT id FROM numbers WHERE e164 = $1 AND status = 'deleted'",
+                        &[&e164],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                Some((e164, id))
+            }
+        };
+        let before = rows_read(&client).await;
+        let page = numbering::store::numbers::list(&client, &q, after.as_ref(), 101)
+            .await
+            .unwrap();
+        let read = rows_read(&client).await - before;
+        let e164s: Vec<String> = page.iter().map(|n| n.e164.clone()).collect();
+        let expected: Vec<String> = (first + start..first + start + 101)
+            .map(|n| format!("+1{n}"))
+            .collect();
+        assert_eq!(e164s, expected);
+        let gone = page.iter().filter(|n| n.status == NumberStatus::Deleted);
+        assert_eq!(gone.count(), deleted, "from {start}");
+        assert!(read <= 2 * 101 + 50, "from {start}: read {read} rows");
+    }
+
+    // A deleted E.164 added again: the live number and the deleted one share it, ordered by
+    // id, and a cursor between them gives the second.
+    let again = format!("+1{first}");
+    sql.execute(
+        "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status)
+         SELECT gen_random_uuid(), id, $2, id, path, 'available' FROM accounts WHERE id = $1",
+        &[&providers[19], &again],
+    )
+    .await
+    .unwrap();
+    for scope in [Scope::Provider(providers[19]), Scope::Holder(providers[19])] {
+        let mut q = NumberQuery::new(scope);
+        q.statuses = vec![NumberStatus::Deleted, NumberStatus::Available];
+        let both = numbering::store::numbers::list(&client, &q, None, 2)
+            .await
+            .unwrap();
+        assert_eq!([&both[0].e164, &both[1].e164], [&again, &again]);
+        assert!(both[0].id < both[1].id);
+        let after = (again.clone(), both[0].id);
+        let next = numbering::store::numbers::list(&client, &q, Some(&after), 2)
+            .await
+            .unwrap();
+        assert_eq!(next[0].id, both[1].id);
+        assert_eq!(next[1].e164, format!("+1{}", first + 1));
+        // Asked twice for deleted numbers alone, the same as once.
+        q.statuses = vec![NumberStatus::Deleted, NumberStatus::Deleted];
+        let before = rows_read(&client).await;
+        let page = numbering::store::numbers::list(&client, &q, None, 101)
+            .await
+            .unwrap();
+        assert!(rows_read(&client).await - before <= 101 + 50);
+        assert!(page.iter().all(|n| n.status == NumberStatus::Deleted));
+    }
+
+    // A sub-account holds no deleted numbers (they are back with their provider): its
+    // subtree asked for them is empty, without reading its numbers, and so are its own.
+    let reseller = app.child(&accounts[19], "Reseller").await;
+    let reseller_id = uuid::Uuid::parse_str(&reseller.id).unwrap();
+    let path: String = sql
+        .query_one("SELECT path FROM accounts WHERE id = $1", &[&reseller_id])
+        .await
+        .unwrap()
+        .get(0);
+    sql.execute(
+        "UPDATE numbers SET holder_id = $1, holder_path = $2
+         WHERE provider_id = $3 AND status = 'available' AND e164 >= '+12019000300'
+           AND e164 < '+12019000400'",
+        &[&reseller_id, &path, &providers[19]],
+    )
+    .await
+    .unwrap();
+    for whole in [false, true] {
+        let mut q = NumberQuery::new(Scope::Subtree {
+            provider: providers[19],
+            path: path.clone(),
+        });
+        q.statuses = vec![NumberStatus::Deleted];
+        q.whole = whole;
+        let before = rows_read(&client).await;
+        let page = numbering::store::numbers::list(&client, &q, None, 101)
+            .await
+            .unwrap();
+        assert!(page.is_empty());
+        assert_eq!(rows_read(&client).await - before, 0, "whole: {whole}");
+        q.statuses = vec![NumberStatus::Available, NumberStatus::Deleted];
+        let page = numbering::store::numbers::list(&client, &q, None, 101)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 100, "whole: {whole}");
+    }
+    let mut q = NumberQuery::new(Scope::Holder(reseller_id));
+    q.statuses = vec![NumberStatus::Deleted];
+    let page = numbering::store::numbers::list(&client, &q, None, 101)
+        .await
+        .unwrap();
+    assert!(page.is_empty());
 }
 
 /// A provider of 30,000 numbers (+13000000000...) in one block; a reseller's three customers
