@@ -191,6 +191,9 @@ async fn grow(
     Ok(())
 }
 
+/// The rounds of calls at the start of each pass that warm caches and are not counted.
+const WARM_UP: u64 = 20;
+
 /// The calls' latencies at one size.
 #[derive(Default)]
 struct Sample {
@@ -253,7 +256,6 @@ async fn timed<T, F: std::future::Future<Output = Result<T, tonic::Status>>>(
 /// The calls at the present size, one at a time, on numbers and accounts that exist at both
 /// sizes. The first rounds warm caches and are not counted.
 async fn measure(b: &Bench, c: &mut Clients, cfg: &Config) -> Result<Sample, BoxError> {
-    const WARM_UP: u64 = 20;
     let per = cfg.per(cfg.small);
     let mut s = Sample::default();
     for r in 0..cfg.calls + WARM_UP {
@@ -384,6 +386,18 @@ async fn measure(b: &Bench, c: &mut Clients, cfg: &Config) -> Result<Sample, Box
     Ok(s)
 }
 
+/// The WAL written since the cluster started: records, full-page images and bytes. The calls
+/// that write are the allocations; a page's first change after a checkpoint is written whole.
+async fn wal_written(sql: &tokio_postgres::Client) -> Result<(i64, i64, i64), BoxError> {
+    let row = sql
+        .query_one(
+            "SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1), row.get(2)))
+}
+
 /// Reads the tables the calls touch, and their indexes, into memory (the operating system's
 /// cache, with `pg_prewarm` when the installation has it, else by scanning them); answers how
 /// much was read.
@@ -483,12 +497,17 @@ async fn run(cfg: Config) -> Result<(), BoxError> {
                     started.elapsed().as_secs_f64()
                 );
             }
-            let started = Instant::now();
+            let (started, wal) = (Instant::now(), wal_written(&b.cluster.sql).await?);
             let mut sample = measure(&b, &mut c, &cfg).await?;
+            let (records, images, bytes) = wal_written(&b.cluster.sql).await?;
+            let rounds = (cfg.calls + WARM_UP) as f64;
             println!(
-                "  {pass}: {} calls of each method in {:.1} s",
+                "  {pass}: {} calls of each method in {:.1} s; WAL a round of calls (one allocation): {:.0} records, {:.1} full-page images, {:.1} kB",
                 cfg.calls,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                (records - wal.0) as f64 / rounds,
+                (images - wal.1) as f64 / rounds,
+                (bytes - wal.2) as f64 / rounds / 1024.0,
             );
             for (name, l) in sample.methods() {
                 println!(
