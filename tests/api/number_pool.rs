@@ -1618,3 +1618,145 @@ async fn a_list_with_deleted_numbers_pages_through_numbers_that_shared_an_e164()
     };
     assert_eq!(listed(&mut c, live).await, ["+13035550100", "+13035550101"]);
 }
+
+#[tokio::test]
+async fn every_filter_with_deleted_numbers_pages_as_its_definition_says() {
+    use numbering::domain::number::NumberStatus::{self, Available, Deleted, Returned};
+    use numbering::store::numbers::{NumberQuery, Scope};
+    let app = spawn_app().await;
+    let sql = app.connect_sql().await;
+    let (p, q) = (app.provider("P").await, app.provider("Q").await);
+    let s = app.child(&p, "S").await;
+    let id = |a: &pb::Account| uuid::Uuid::parse_str(&a.id).unwrap();
+    let (p, q, s) = (id(&p), id(&q), id(&s));
+    // Pairs of numbers on one E.164, under two prefixes: the first of each pair deleted (P's
+    // or Q's), the second P's or Q's in turn: P's available with P or with S, or returned to
+    // S; Q's available or deleted too. E.164s of P and Q interleaved.
+    sql.execute(
+        "INSERT INTO numbers (id, provider_id, e164, holder_id, holder_path, status, delete_time)
+         SELECT gen_random_uuid(), x.provider, e.e164, h.id, h.path, x.status,
+                CASE WHEN x.status = 'deleted' THEN now() END
+         FROM (
+           SELECT CASE WHEN k % 3 = 0 THEN $2::uuid ELSE $1 END AS provider,
+                  'deleted' AS status, 'provider' AS held, k
+           FROM generate_series(0, 59) k
+           UNION ALL
+           SELECT CASE WHEN k % 2 = 0 THEN $1::uuid ELSE $2 END,
+                  CASE k % 6 WHEN 1 THEN 'deleted' WHEN 5 THEN 'deleted'
+                             WHEN 4 THEN 'returned' ELSE 'available' END,
+                  CASE WHEN k % 6 IN (2, 4) THEN 'child' ELSE 'provider' END, k
+           FROM generate_series(0, 59) k
+         ) x
+         CROSS JOIN LATERAL (SELECT CASE WHEN x.k < 30 THEN '+13035550' ELSE '+14045550' END
+                               || lpad(x.k::text, 3, '0') AS e164) e
+         JOIN accounts h ON h.id = CASE WHEN x.held = 'child' THEN $3 ELSE x.provider END",
+        &[&p, &q, &s],
+    )
+    .await
+    .unwrap();
+    let s_path: String = sql
+        .query_one("SELECT path FROM accounts WHERE id = $1", &[&s])
+        .await
+        .unwrap()
+        .get(0);
+    sql.batch_execute("ANALYZE numbers").await.unwrap();
+
+    let db = numbering::store::Db::new(app.database.clone(), 1).unwrap();
+    let client = db.client().await.unwrap();
+    let scopes = [
+        (Scope::All, "true"),
+        (Scope::Provider(p), "provider_id = $5"),
+        (Scope::Provider(q), "provider_id = $6"),
+        (Scope::Holder(p), "holder_id = $5"),
+        (Scope::Holder(s), "holder_id = $7"),
+        (
+            Scope::Subtree {
+                provider: p,
+                path: s_path.clone(),
+            },
+            "holder_path LIKE $8 || '%'",
+        ),
+    ];
+    let asked: [&[NumberStatus]; 6] = [
+        &[],
+        &[Available],
+        &[Deleted],
+        &[Available, Deleted],
+        &[Returned, Deleted],
+        &[Available, Returned, Deleted],
+    ];
+    let mut compared = 0;
+    for (scope, scope_sql) in &scopes {
+        for statuses in asked {
+            for hide_returned in [false, true] {
+                for owner in [None, Some(p), Some(q)] {
+                    for prefix in [None, Some("+1303%")] {
+                        let mut query = NumberQuery::new(scope.clone());
+                        query.statuses = statuses.to_vec();
+                        query.hide_returned = hide_returned;
+                        query.owner_id = owner;
+                        query.e164_like = prefix.map(String::from);
+                        // What the filter says, from the rows themselves.
+                        let wanted: Vec<&str> = if statuses.is_empty() {
+                            vec!["available", "returned"]
+                        } else {
+                            statuses.iter().map(|s| s.as_str()).collect()
+                        };
+                        let expected: Vec<(String, uuid::Uuid)> = sql
+                            .query(
+                                &format!(
+                                    "SELECT e164, id FROM numbers WHERE {scope_sql}
+                                     AND status = ANY($1) AND NOT ($2 AND status = 'returned')
+                                     AND ($3::uuid IS NULL OR provider_id = $3)
+                                     AND ($4::text IS NULL OR e164 LIKE $4)
+                                     AND $5::uuid IS NOT NULL AND $6::uuid IS NOT NULL
+                                     AND $7::uuid IS NOT NULL AND $8::text IS NOT NULL
+                                     ORDER BY e164, id"
+                                ),
+                                &[
+                                    &wanted,
+                                    &hide_returned,
+                                    &owner,
+                                    &prefix,
+                                    &p,
+                                    &q,
+                                    &s,
+                                    &s_path,
+                                ],
+                            )
+                            .await
+                            .unwrap()
+                            .iter()
+                            .map(|r| (r.get(0), r.get(1)))
+                            .collect();
+                        // The store's pages of 7, each after the last one's E.164 and id.
+                        let mut listed = Vec::new();
+                        let mut after = None;
+                        loop {
+                            let page =
+                                numbering::store::numbers::list(&client, &query, after.as_ref(), 7)
+                                    .await
+                                    .unwrap();
+                            listed.extend(page.iter().map(|n| (n.e164.clone(), n.id)));
+                            match page.last() {
+                                Some(n) if page.len() == 7 && listed.len() < 500 => {
+                                    after = Some((n.e164.clone(), n.id))
+                                }
+                                _ => break,
+                            }
+                        }
+                        // Live numbers have one number per E.164: the id orders only deleted
+                        // ones, and whatever the store's statements, the pages come to this.
+                        assert_eq!(
+                            listed, expected,
+                            "{scope:?} {statuses:?} hide_returned {hide_returned} owner {owner:?} prefix {prefix:?}"
+                        );
+                        compared += expected.len();
+                    }
+                }
+            }
+        }
+    }
+    // The layout gave the comparisons something to find.
+    assert!(compared > 3_000, "{compared} numbers compared");
+}
