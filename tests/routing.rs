@@ -93,6 +93,15 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "FROM numbers WHERE true",
         "the same platform-wide list with deleted numbers included",
     ),
+    (
+        "FROM numbers WHERE status = 'deleted'",
+        "the same platform-wide list of deleted numbers only (every provider's deleted numbers' \
+         index, numbers_deleted_e164)",
+    ),
+    (
+        "FROM numbers WHERE status <> 'deleted' AND status <> 'returned'",
+        "the same platform-wide list with returned numbers left out",
+    ),
     // Global uniqueness of live E.164 numbers: a cross-provider feature by design.
     (
         "FROM numbers WHERE e164 = $1 AND status <> 'deleted'",
