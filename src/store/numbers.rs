@@ -528,30 +528,31 @@ impl NumberQuery {
         }
         // Spelled out so that the partial indexes (WHERE status <> 'deleted', WHERE status =
         // 'deleted') apply, under a cached statement's generic plan too.
-        let statuses: Vec<String> = if deleted {
-            Vec::new()
+        if deleted {
+            clauses.push("status = 'deleted'".into());
         } else {
-            self.statuses
+            if part == Part::Live || !self.with_deleted() {
+                clauses.push("status <> 'deleted'".into());
+            }
+            let statuses: Vec<String> = self
+                .statuses
                 .iter()
                 .filter(|s| part == Part::Asked || **s != NumberStatus::Deleted)
                 .map(|s| s.as_str().into())
-                .collect()
-        };
-        if deleted {
-            clauses.push("status = 'deleted'".into());
-        } else if part == Part::Live || !self.with_deleted() {
-            clauses.push("status <> 'deleted'".into());
-        }
-        if !self.with_deleted() && !statuses.is_empty() && statuses.iter().all(|s| s == "deleted") {
-            // A subtree asked for its deleted numbers: it has none (`with_deleted`), and the
-            // database need not read every account's numbers to find that out.
-            clauses.push("false".into());
-        } else if !statuses.is_empty() {
-            bind(
-                &mut clauses,
-                "status = ANY(?)",
-                param(statuses, Type::TEXT_ARRAY),
-            );
+                .collect();
+            if !statuses.is_empty() && statuses.iter().all(|s| s == "deleted") {
+                // A subtree asked for its deleted numbers (the only query that asks for
+                // nothing but deleted numbers and is not `deleted`): it has none
+                // (`with_deleted`), and the database need not read every account's numbers to
+                // find that out.
+                clauses.push("false".into());
+            } else if !statuses.is_empty() {
+                bind(
+                    &mut clauses,
+                    "status = ANY(?)",
+                    param(statuses, Type::TEXT_ARRAY),
+                );
+            }
         }
         if self.hide_returned {
             clauses.push("status <> 'returned'".into());
@@ -643,9 +644,10 @@ impl NumberQuery {
     /// (`provider_id, e164, id`) and every provider's (`e164, create_time`). A page of deleted
     /// numbers among live ones is the first of a page of each, a provider's or an account's
     /// each read in order from its own index (the platform's live half has no index in the
-    /// column's order, and reads and sorts its live numbers): no index holds both, and a provider's page read every number of the table
-    /// and sorted them (200,000 rows for a page in the test's layout); a provider's page of
-    /// deleted numbers read every provider's before its own from theirs (5,802).
+    /// column's order, and reads and sorts its live numbers): no index holds both, and a
+    /// provider's page read every number of the table and sorted them (200,000 rows for a page
+    /// in the test's layout); a provider's page of deleted numbers read every provider's before
+    /// its own from theirs (5,802).
     ///
     /// A subtree has no index in E.164 order, and read in another scope's (every number's, its
     /// provider's) filtered by path, a page reads every number that comes before the subtree's
@@ -748,11 +750,12 @@ pub async fn list(
     // time: a cached statement's generic plan cannot see the prefix, costs its range at 0.5%
     // of the scope, often fewer rows than a page, and then reads and sorts the whole range (13
     // ms a page of a provider with 10,000 numbers); planned for the values, the planner weighs
-    // the filters against the range. Still one round trip; the planning costs the database 0.1-0.2 ms.
-    // A page by prefix alone (`index_ordered`: or a provider's by prefix and status) has one
-    // best plan, its scope's index read in order, and runs cached with sorting off, which
-    // leaves that plan to the generic one too.
-    let statement = if q.by_prefix() && !q.index_ordered() {
+    // the filters against the range. Still one round trip; the planning costs the database
+    // 0.1-0.2 ms. A page by prefix alone (`index_ordered`: or a provider's by prefix and
+    // status) has one best plan, its scope's index read in order, and runs cached with sorting
+    // off, which leaves that plan to the generic one too.
+    let index_ordered = q.index_ordered();
+    let statement = if q.by_prefix() && !index_ordered {
         None
     } else {
         Some(db.prepare_cached(&sql).await?)
@@ -763,9 +766,9 @@ pub async fn list(
             None => db.query_planned(&sql, &typed(&params)).await,
         }
     };
-    let rows = if q.each_holder() || q.index_ordered() {
-        // A subtree's page: each account's page must be read in its own index's order,
-        // stopping after the page. The planner costs an account's numbers at the table's
+    let rows = if q.each_holder() || index_ordered {
+        // A page by prefix alone: above. A subtree's page: each account's page must be read
+        // in its own index's order, stopping after the page. The planner costs an account's numbers at the table's
         // average, times its provider's share (a few rows), and reads them all by bitmap and
         // sorts them instead (seen in the scale bench); for a customer of 1,000,000 numbers
         // that is the 1,000,000 for every page.

@@ -1619,6 +1619,29 @@ async fn a_list_with_deleted_numbers_pages_through_numbers_that_shared_an_e164()
     assert_eq!(listed(&mut c, live).await, ["+13035550100", "+13035550101"]);
 }
 
+/// Every number a query selects, from the store's pages of `size`, each after the last one's
+/// E.164 and id (at most 500: pages that repeat end).
+async fn store_pages(
+    db: &deadpool_postgres::Object,
+    query: &numbering::store::numbers::NumberQuery,
+    size: i64,
+) -> Vec<(String, uuid::Uuid)> {
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = numbering::store::numbers::list(db, query, after.as_ref(), size)
+            .await
+            .unwrap();
+        listed.extend(page.iter().map(|n| (n.e164.clone(), n.id)));
+        match page.last() {
+            Some(n) if page.len() as i64 == size && listed.len() < 500 => {
+                after = Some((n.e164.clone(), n.id))
+            }
+            _ => return listed,
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_filter_with_deleted_numbers_pages_as_its_definition_says() {
     use numbering::domain::number::NumberStatus::{self, Available, Deleted, Returned};
@@ -1664,17 +1687,17 @@ async fn every_filter_with_deleted_numbers_pages_as_its_definition_says() {
     let db = numbering::store::Db::new(app.database.clone(), 1).unwrap();
     let client = db.client().await.unwrap();
     let scopes = [
-        (Scope::All, "true"),
-        (Scope::Provider(p), "provider_id = $5"),
-        (Scope::Provider(q), "provider_id = $6"),
-        (Scope::Holder(p), "holder_id = $5"),
-        (Scope::Holder(s), "holder_id = $7"),
+        (Scope::All, "true".to_string()),
+        (Scope::Provider(p), format!("provider_id = '{p}'")),
+        (Scope::Provider(q), format!("provider_id = '{q}'")),
+        (Scope::Holder(p), format!("holder_id = '{p}'")),
+        (Scope::Holder(s), format!("holder_id = '{s}'")),
         (
             Scope::Subtree {
                 provider: p,
                 path: s_path.clone(),
             },
-            "holder_path LIKE $8 || '%'",
+            format!("holder_path LIKE '{s_path}%'"),
         ),
     ];
     let asked: [&[NumberStatus]; 6] = [
@@ -1709,42 +1732,16 @@ async fn every_filter_with_deleted_numbers_pages_as_its_definition_says() {
                                      AND status = ANY($1) AND NOT ($2 AND status = 'returned')
                                      AND ($3::uuid IS NULL OR provider_id = $3)
                                      AND ($4::text IS NULL OR e164 LIKE $4)
-                                     AND $5::uuid IS NOT NULL AND $6::uuid IS NOT NULL
-                                     AND $7::uuid IS NOT NULL AND $8::text IS NOT NULL
                                      ORDER BY e164, id"
                                 ),
-                                &[
-                                    &wanted,
-                                    &hide_returned,
-                                    &owner,
-                                    &prefix,
-                                    &p,
-                                    &q,
-                                    &s,
-                                    &s_path,
-                                ],
+                                &[&wanted, &hide_returned, &owner, &prefix],
                             )
                             .await
                             .unwrap()
                             .iter()
                             .map(|r| (r.get(0), r.get(1)))
                             .collect();
-                        // The store's pages of 7, each after the last one's E.164 and id.
-                        let mut listed = Vec::new();
-                        let mut after = None;
-                        loop {
-                            let page =
-                                numbering::store::numbers::list(&client, &query, after.as_ref(), 7)
-                                    .await
-                                    .unwrap();
-                            listed.extend(page.iter().map(|n| (n.e164.clone(), n.id)));
-                            match page.last() {
-                                Some(n) if page.len() == 7 && listed.len() < 500 => {
-                                    after = Some((n.e164.clone(), n.id))
-                                }
-                                _ => break,
-                            }
-                        }
+                        let listed = store_pages(&client, &query, 7).await;
                         // Live numbers have one number per E.164: the id orders only deleted
                         // ones, and whatever the store's statements, the pages come to this.
                         assert_eq!(
